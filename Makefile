@@ -1,0 +1,11 @@
+# The two set-up commands of the README. Everything they need (apt packages, the tools venv,
+# the Docker engine, the test-host images) is installed by tests/harness/devenv.py itself.
+PYTHON ?= python3
+
+.PHONY: lab down test
+lab:  ## create the local lab (containers as hosts) and deploy playbooks/site.yml into it
+	$(PYTHON) tests/harness/devenv.py lab
+down: ## remove the lab's hosts, network and volumes
+	$(PYTHON) tests/harness/devenv.py down
+test: ## run every test: yamllint, ansible-lint, unit tests, build, syntax checks, molecule
+	$(PYTHON) tests/harness/devenv.py test

@@ -1,0 +1,94 @@
+"""Behaviour of the common role on two hosts (common-gateway in group edge, common-other in
+group backend, which opens port 8080 to edge)."""
+import json
+
+import pytest
+from conftest import address, can_connect, listen, recap, run_playbook, stop_listening
+
+GATEWAY, OTHER = "common-gateway", "common-other"
+
+
+def test_firewall_is_default_deny_and_loaded(hosts):
+    for host in hosts.values():
+        assert host.service("llmops-firewall").is_enabled
+        assert host.run("systemctl is-active llmops-firewall").stdout.strip() == "active"
+        chain = json.loads(host.check_output("nft -j list chain inet llmops_filter input"))
+        base = [i["chain"] for i in chain["nftables"] if "chain" in i][0]
+        assert base["hook"] == "input" and base["policy"] == "drop"
+
+
+def test_opened_port_reachable_only_from_its_group(hosts):
+    gateway, other = hosts[GATEWAY], hosts[OTHER]
+    for port in (8080, 9100):
+        listen(other, port)
+        listen(gateway, port)
+    try:
+        # 8080 on "other" is opened to group edge (the gateway)
+        assert can_connect(gateway, address(other), 8080)
+        # 9100 is opened to nobody: dropped
+        assert not can_connect(gateway, address(other), 9100)
+        # the gateway opened nothing to "other"
+        assert not can_connect(other, address(gateway), 8080)
+        # the listeners themselves are up (loopback is always allowed)
+        assert can_connect(other, "127.0.0.1", 9100)
+    finally:
+        for port in (8080, 9100):
+            stop_listening(other, port)
+            stop_listening(gateway, port)
+
+
+def test_ssh_port_stays_open(hosts):
+    gateway, other = hosts[GATEWAY], hosts[OTHER]
+    listen(other, 22)  # no sshd in test hosts: a listener on 22 shows what the firewall lets in
+    try:
+        assert can_connect(gateway, address(other), 22)
+    finally:
+        stop_listening(other, 22)
+
+
+def test_timezone_is_utc(hosts):
+    for host in hosts.values():
+        assert host.check_output("date +%Z") == "UTC"
+        assert host.file("/etc/localtime").linked_to.endswith("/UTC")
+
+
+def test_chrony_configuration_parses(hosts):
+    for host in hosts.values():
+        conf = host.check_output("chronyd -p -f /etc/chrony/chrony.conf")
+        assert "pool 2.debian.pool.ntp.org iburst" in conf
+        assert host.service("chrony").is_enabled
+
+
+def test_sysctls_skipped_in_containers(hosts):
+    # the scenario asks for vm.swappiness=37 and net.core.somaxconn=1234
+    for host in hosts.values():
+        assert not host.file("/etc/sysctl.d/60-llmops-common.conf").exists
+        assert host.check_output("cat /proc/sys/vm/swappiness") != "37"
+        assert host.check_output("cat /proc/sys/net/core/somaxconn") != "1234"
+
+
+def test_check_mode_is_clean_and_reports_the_sysctl_skip():
+    run = run_playbook("converge.yml", "--check", "--diff")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "Skipping 2 kernel settings of common" in run.stdout
+    assert all(c["changed"] == 0 for c in recap(run.stdout).values()), run.stdout[-3000:]
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"name": "bad-proto", "port": 80, "proto": "sctp", "sources": ["10.0.0.0/8"]},
+     "value of proto must be one of: tcp, udp, got: sctp"),
+    ({"name": "bad-port", "port": 70000, "sources": ["10.0.0.0/8"]},
+     "common_firewall_rules rule 'bad-port': port 70000 is not a port number"),
+    ({"name": "bad-group", "port": 80, "sources": ["no_such_group"]},
+     "common_firewall_rules rule 'bad-group': source 'no_such_group' is neither"),
+])
+def test_invalid_rule_fails_before_any_change(hosts, rule, message):
+    before = {name: h.check_output("nft list ruleset") for name, h in hosts.items()}
+    extra = json.dumps({"common_firewall_rules": [rule]})
+    run = run_playbook("converge.yml", "-e", extra)
+    assert run.returncode != 0
+    assert message in run.stdout, run.stdout[-3000:]
+    counters = recap(run.stdout)
+    assert set(counters) == set(hosts)
+    assert all(c["changed"] == 0 and c["failed"] == 1 for c in counters.values()), counters
+    assert before == {name: h.check_output("nft list ruleset") for name, h in hosts.items()}

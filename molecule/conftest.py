@@ -1,0 +1,73 @@
+"""Helpers shared by the testinfra suites of every scenario (molecule/*/tests)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+SCENARIO_DIR = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", "."))
+
+
+@pytest.fixture(scope="session")
+def hosts():
+    """Every inventory host of the scenario, by name, as a testinfra host."""
+    names = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+    return {name: testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY) for name in names}
+
+
+def address(host) -> str:
+    """The host's address on the scenario network (first of `hostname -I`)."""
+    return host.check_output("hostname -I").split()[0]
+
+
+def listen(host, port: int) -> None:
+    """Start a throw-away TCP listener (python http.server) on a port of a host."""
+    unit = f"llmops-probe-{port}"
+    host.run(f"systemctl stop {unit}")
+    host.check_output(f"systemd-run --unit {unit} --collect python3 -m http.server {port}")
+    for _ in range(50):
+        if host.run(f"ss -Htln 'sport = :{port}' | grep -q LISTEN").rc == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"listener on port {port} did not start")
+
+
+def stop_listening(host, port: int) -> None:
+    host.run(f"systemctl stop llmops-probe-{port}")
+
+
+def can_connect(src, dst_addr: str, port: int, timeout: float = 2.0) -> bool:
+    """True when src completes a TCP handshake with dst_addr:port within the timeout."""
+    code = (
+        "import socket,sys\n"
+        "try:\n"
+        f"    socket.create_connection(({dst_addr!r}, {port}), timeout={timeout}).close()\n"
+        "except OSError:\n"
+        "    sys.exit(1)\n"
+    )
+    return src.run(f"python3 -c \"{code}\"").rc == 0
+
+
+def run_playbook(playbook: str = "converge.yml", *args: str) -> subprocess.CompletedProcess:
+    """Run a playbook of the scenario against the scenario's inventory; stdout holds stdout
+    and stderr (ansible-core 2.19 prints task errors on stderr)."""
+    cmd = ["ansible-playbook", "-i", INVENTORY, str(SCENARIO_DIR / playbook), *args]
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+                          env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"))
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP of an ansible-playbook run: host -> counters."""
+    result = {}
+    for line in output.split("PLAY RECAP")[-1].splitlines():
+        match = re.match(r"^(\S+)\s+:\s+(ok=\d+.*)$", line.strip())
+        if match:
+            result[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
+    return result

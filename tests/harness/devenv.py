@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""Development and CI entry point of llmops.langfuse (standard library only).
+
+It prepares what the tests and the lab need on a fresh Debian machine, then runs them:
+
+* a Python virtual environment with the pinned controller tools (requirements.txt), kept in a
+  cache folder outside the checkout and keyed by the hash of requirements.txt, so clean clones
+  (CI) reuse it;
+* a Docker engine: docker.io and debootstrap are installed with apt when missing, dockerd is
+  started only when ``docker info`` fails;
+* the systemd test-host images (tests/harness/images.py), rebuilt only when their recipe changed;
+* the locally built stand-in images (tests/standins), shipped to test hosts as archives.
+
+Sub-commands (the Makefile calls them): ``test``, ``lab``, ``down``, ``molecule``, ``env``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import images  # noqa: E402  (sibling module, path set above)
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("LLMOPS_CACHE_DIR", str(Path.home() / ".cache" / "llmops-langfuse")))
+DOCKERD_LOG = Path("/var/log/llmops-dockerd.log")
+
+
+def log(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def run(cmd: list[str], env: dict | None = None, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run([str(c) for c in cmd], env=env, check=check, **kw)
+
+
+def as_root(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return cmd
+    if shutil.which("sudo"):
+        return ["sudo", "-n", *cmd]
+    sys.exit(f"{cmd[0]} needs root and sudo is not available")
+
+
+# --------------------------------------------------------------------------- apt
+def missing_packages(packages: list[str]) -> list[str]:
+    missing = []
+    for pkg in packages:
+        res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
+        if res.returncode != 0 or "install ok installed" not in res.stdout:
+            missing.append(pkg)
+    return missing
+
+
+def ensure_packages(packages: list[str]) -> None:
+    missing = missing_packages(packages)
+    if not missing:
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(as_root(["apt-get", "update", "-q"]), env=env)
+    run(as_root(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]), env=env)
+
+
+# --------------------------------------------------------------------------- venv
+def venv_dir() -> Path:
+    digest = hashlib.sha256((ROOT / "requirements.txt").read_bytes())
+    digest.update(sys.version.encode())
+    return CACHE / f"venv-{digest.hexdigest()[:12]}"
+
+
+def ensure_venv() -> Path:
+    venv = venv_dir()
+    stamp = venv / ".llmops-complete"
+    if stamp.exists():
+        return venv
+    if venv.exists():
+        shutil.rmtree(venv)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    log(f"creating the tools venv {venv}")
+    if subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False).returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        ensure_packages(["python3-venv"])
+        run([sys.executable, "-m", "venv", venv])
+    pip = venv / "bin" / "pip"
+    run([pip, "install", "-q", "--disable-pip-version-check", "-U", "pip"])
+    run([pip, "install", "-q", "--disable-pip-version-check", "-r", ROOT / "requirements.txt"])
+    stamp.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    # keep the cache small: older venvs belong to older requirement sets
+    for old in CACHE.glob("venv-*"):
+        if old != venv:
+            shutil.rmtree(old, ignore_errors=True)
+    return venv
+
+
+def tool_env(venv: Path, collections: Path | None = None) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(venv)
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0" if os.environ.get("CI") else "1")
+    env["PY_COLORS"] = env["ANSIBLE_FORCE_COLOR"]
+    env["ANSIBLE_NOCOWS"] = "1"
+    if collections is not None:
+        env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
+        env["LLMOPS_COLLECTIONS_PATH"] = str(collections)
+    return env
+
+
+# --------------------------------------------------------------------------- docker
+def docker_ok() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def ensure_docker() -> None:
+    if shutil.which("docker") and docker_ok():
+        return
+    ensure_packages(["docker.io", "debootstrap"])
+    if docker_ok():
+        return
+    if Path("/run/systemd/system").is_dir():
+        subprocess.run(as_root(["systemctl", "start", "docker"]), check=False)
+    if not docker_ok():
+        log(f"starting dockerd (log: {DOCKERD_LOG})")
+        logf = open(DOCKERD_LOG, "ab")  # noqa: SIM115  (kept open by the detached daemon)
+        subprocess.Popen(as_root(["dockerd"]), stdout=logf, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(120):
+        if docker_ok():
+            return
+        time.sleep(1)
+    tail = DOCKERD_LOG.read_text(errors="replace")[-3000:] if DOCKERD_LOG.exists() else ""
+    sys.exit(f"the Docker engine did not answer within 120 s\n{tail}")
+
+
+def ensure_images() -> None:
+    ensure_docker()
+    ensure_packages(["debootstrap"])
+    images.ensure_all(log=log, run=run)
+
+
+# --------------------------------------------------------------------------- collection
+def build_and_install(venv: Path, dest: Path) -> Path:
+    """Build the collection tarball and install it into dest (a collections path)."""
+    env = tool_env(venv)
+    with tempfile.TemporaryDirectory(prefix="llmops-build-") as out:
+        run(["ansible-galaxy", "collection", "build", ROOT, "--output-path", out, "--force"], env=env)
+        tarball = next(Path(out).glob("llmops-langfuse-*.tar.gz"))
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        run(["ansible-galaxy", "collection", "install", tarball, "-p", dest, "--force", "--no-deps"],
+            env=env)
+    return dest
+
+
+def scenarios() -> list[str]:
+    names = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+    # the full-stack scenario is the slowest and depends on every role: run it last
+    return sorted(names, key=lambda n: (n == "default", n))
+
+
+# --------------------------------------------------------------------------- commands
+class Steps:
+    """Runs named steps, keeps going after a failure, and reports every result at the end."""
+
+    def __init__(self) -> None:
+        self.results: list[tuple[str, bool, float]] = []
+
+    def step(self, name: str, cmd: list, env: dict, ok_codes: tuple = (0,)) -> bool:
+        log(f"step: {name}")
+        start = time.monotonic()
+        code = run(cmd, env=env, check=False, cwd=ROOT).returncode
+        ok = code in ok_codes
+        self.results.append((name, ok, time.monotonic() - start))
+        if not ok:
+            log(f"FAILED: {name} (exit {code})")
+        return ok
+
+    def record(self, name: str, ok: bool, seconds: float) -> None:
+        self.results.append((name, ok, seconds))
+
+    def report(self) -> int:
+        print("\n==> summary", flush=True)
+        for name, ok, secs in self.results:
+            print(f"    {'PASS' if ok else 'FAIL'}  {secs:7.1f}s  {name}", flush=True)
+        failed = [n for n, ok, _ in self.results if not ok]
+        print(f"==> {len(self.results) - len(failed)} passed, {len(failed)} failed", flush=True)
+        return 1 if failed else 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    steps = Steps()
+    start = time.monotonic()
+    venv = ensure_venv()
+    steps.record("tools venv", True, time.monotonic() - start)
+    env = tool_env(venv)
+    selected = args.scenario or scenarios()
+
+    if not args.scenario:
+        steps.step("yamllint", ["yamllint", "--strict", "."], env)
+        steps.step("ansible-lint (production profile)", ["ansible-lint", "--profile", "production"], env)
+        # exit code 5 = no tests collected: the unit suite is allowed to be empty
+        steps.step("pytest tests/unit", [venv / "bin" / "python", "-m", "pytest", "-q", "tests/unit"], env,
+                   ok_codes=(0, 5))
+
+    collections = CACHE / "collections-test"
+    start = time.monotonic()
+    try:
+        build_and_install(venv, collections)
+        steps.record("collection build + install", True, time.monotonic() - start)
+    except subprocess.CalledProcessError:
+        steps.record("collection build + install", False, time.monotonic() - start)
+        return steps.report()
+    cenv = tool_env(venv, collections)
+    installed = collections / "ansible_collections" / "llmops" / "langfuse"
+    if not args.scenario:
+        for playbook in sorted((installed / "playbooks").glob("*.yml")):
+            steps.step(f"syntax-check llmops.langfuse.{playbook.stem}",
+                       ["ansible-playbook", "--syntax-check", "-i", "localhost,",
+                        f"llmops.langfuse.{playbook.stem}"], cenv)
+
+    start = time.monotonic()
+    ensure_images()
+    steps.record("docker engine + test-host images", True, time.monotonic() - start)
+    for name in selected:
+        steps.step(f"molecule test -s {name}",
+                   ["molecule", "test", "-s", name, *(["--destroy", "never"] if args.keep else [])], cenv)
+    code = steps.report()
+    log(f"total {time.monotonic() - t0:.0f}s")
+    return code
+
+
+def cmd_molecule(args: argparse.Namespace) -> int:
+    """Developer helper: rebuild/install the collection and run one molecule command."""
+    venv = ensure_venv()
+    collections = build_and_install(venv, CACHE / "collections-dev")
+    ensure_images()
+    cmd = ["molecule", args.action, "-s", args.scenario, *args.rest]
+    return run(cmd, env=tool_env(venv, collections), check=False, cwd=ROOT).returncode
+
+
+def cmd_env(_args: argparse.Namespace) -> int:
+    venv = ensure_venv()
+    ensure_images()
+    print(f"export PATH={venv / 'bin'}:$PATH")
+    return 0
+
+
+def link_checkout() -> None:
+    """Make llmops.langfuse resolve to this checkout (ansible.cfg's first collections path)."""
+    link = ROOT / ".ansible" / "collections" / "ansible_collections" / "llmops" / "langfuse"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and link.resolve() == ROOT:
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.symlink_to(ROOT, target_is_directory=True)
+
+
+def lab_env() -> dict:
+    venv = ensure_venv()
+    ensure_images()
+    link_checkout()
+    env = tool_env(venv)
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    return env
+
+
+def cmd_lab(_args: argparse.Namespace) -> int:
+    env = lab_env()
+    start = time.monotonic()
+    run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/up.yml"], env=env, cwd=ROOT)
+    created = time.monotonic()
+    run(["ansible-playbook", "-i", "inventories/lab", "playbooks/site.yml"], env=env, cwd=ROOT)
+    done = time.monotonic()
+    run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/summary.yml"], env=env, cwd=ROOT)
+    log(f"lab hosts ready in {created - start:.0f}s, site.yml converged in {done - created:.0f}s")
+    return 0
+
+
+def cmd_down(_args: argparse.Namespace) -> int:
+    env = lab_env()
+    run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/down.yml"], env=env, cwd=ROOT)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_test = sub.add_parser("test", help="run every test (lint, unit, build, syntax, molecule)")
+    p_test.add_argument("--scenario", action="append",
+                        help="only these molecule scenarios (skips lint/unit/syntax; for development)")
+    p_test.add_argument("--keep", action="store_true", help="do not destroy the test hosts at the end")
+    p_test.set_defaults(func=cmd_test)
+    p_mol = sub.add_parser("molecule", help="run one molecule action on one scenario (development)")
+    p_mol.add_argument("action")
+    p_mol.add_argument("scenario")
+    p_mol.add_argument("rest", nargs=argparse.REMAINDER)
+    p_mol.set_defaults(func=cmd_molecule)
+    sub.add_parser("lab", help="create the lab hosts and deploy site.yml into them").set_defaults(func=cmd_lab)
+    sub.add_parser("down", help="remove the lab hosts, network and volumes").set_defaults(func=cmd_down)
+    sub.add_parser("env", help="prepare venv + images and print the PATH to use").set_defaults(func=cmd_env)
+    args = parser.parse_args()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

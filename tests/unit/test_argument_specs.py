@@ -1,0 +1,58 @@
+"""meta/argument_specs.yml is the single source of truth for role variables: every default in
+defaults/main.yml must be declared there with the same default, and every option of the main
+entry point that has a default must be in defaults/main.yml."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = sorted(p.parent.parent for p in (ROOT / "roles").glob("*/meta/argument_specs.yml"))
+ALL_ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
+
+
+def load(path):
+    return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+
+
+def test_every_role_has_argument_specs():
+    assert ALL_ROLES, "no roles found"
+    assert [r.name for r in ROLES] == [r.name for r in ALL_ROLES]
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_defaults_and_argument_specs_agree(role):
+    defaults = load(role / "defaults" / "main.yml")
+    options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    undeclared = sorted(set(defaults) - set(options))
+    assert not undeclared, f"defaults not in argument_specs: {undeclared}"
+    for name, value in defaults.items():
+        assert "default" in options[name], f"{name}: argument_specs has no default"
+        assert options[name]["default"] == value, f"{name}: defaults {value!r} != spec {options[name]['default']!r}"
+    missing = sorted(n for n, o in options.items() if "default" in o and n not in defaults)
+    assert not missing, f"argument_specs defaults missing from defaults/main.yml: {missing}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_options_are_documented_and_prefixed(role):
+    for entry, spec in load(role / "meta" / "argument_specs.yml")["argument_specs"].items():
+        for name, option in (spec.get("options") or {}).items():
+            assert option.get("description"), f"{entry}.{name} has no description"
+            assert name.startswith(f"{role.name}_"), f"{entry}.{name} is not prefixed with {role.name}_"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_secret_options_have_no_default(role):
+    """Secrets come from the inventory (vault), never from a default."""
+    options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    for name, option in options.items():
+        if any(word in name for word in ("password", "secret", "_salt", "encryption_key")):
+            assert "default" not in option or option["default"] in (None, ""), f"{name} has a default"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_templates_carry_the_ansible_managed_header(role):
+    for template in (role / "templates").glob("**/*.j2"):
+        if template.name.startswith("_"):
+            continue  # macro libraries imported by other templates
+        assert "ansible_managed" in template.read_text(), f"{template.relative_to(ROOT)} has no header"
