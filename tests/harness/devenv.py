@@ -16,6 +16,7 @@ Sub-commands (the Makefile calls them): ``test``, ``lab``, ``down``, ``molecule`
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import os
 import shutil
@@ -217,7 +218,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         steps.step("pytest tests/unit", [venv / "bin" / "python", "-m", "pytest", "-q", "tests/unit"], env,
                    ok_codes=(0, 5))
 
-    collections = CACHE / "collections-test"
+    # a private collections path per run: several runs (developers, CI) may overlap
+    collections = Path(tempfile.mkdtemp(prefix="llmops-collections-"))
+    atexit.register(shutil.rmtree, collections, ignore_errors=True)
     start = time.monotonic()
     try:
         build_and_install(venv, collections)
@@ -247,7 +250,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_molecule(args: argparse.Namespace) -> int:
     """Developer helper: rebuild/install the collection and run one molecule command."""
     venv = ensure_venv()
-    collections = build_and_install(venv, CACHE / "collections-dev")
+    collections = build_and_install(venv, CACHE / f"collections-dev-{args.scenario}")
     ensure_images()
     cmd = ["molecule", args.action, "-s", args.scenario, *args.rest]
     return run(cmd, env=tool_env(venv, collections), check=False, cwd=ROOT).returncode

@@ -1,6 +1,7 @@
 """meta/argument_specs.yml is the single source of truth for role variables: every default in
 defaults/main.yml must be declared there with the same default, and every option of the main
 entry point that has a default must be in defaults/main.yml."""
+import re
 from pathlib import Path
 
 import pytest
@@ -41,13 +42,20 @@ def test_options_are_documented_and_prefixed(role):
             assert name.startswith(f"{role.name}_"), f"{entry}.{name} is not prefixed with {role.name}_"
 
 
+SECRET_WORDS = ("password", "secret", "salt", "encryption_key", "private_key")
+
+
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
 def test_secret_options_have_no_default(role):
-    """Secrets come from the inventory (vault), never from a default."""
+    """Secrets come from the inventory (vault), never from a default. A default may only point
+    at another variable (e.g. the owning role's), never hold a value."""
     options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
     for name, option in options.items():
-        if any(word in name for word in ("password", "secret", "_salt", "encryption_key")):
-            assert "default" not in option or option["default"] in (None, ""), f"{name} has a default"
+        if not any(word in name for word in SECRET_WORDS) or option.get("type") == "bool":
+            continue
+        default = option.get("default")
+        is_reference = isinstance(default, str) and re.fullmatch(r"\{\{ *[a-z_][a-z0-9_]* *\}\}", default)
+        assert default in (None, "") or is_reference, f"{name} has a default value"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)

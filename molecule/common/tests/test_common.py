@@ -37,6 +37,23 @@ def test_opened_port_reachable_only_from_its_group(hosts):
             stop_listening(gateway, port)
 
 
+def test_role_openings_apply_through_the_entry_point(hosts):
+    gateway, other = hosts[GATEWAY], hosts[OTHER]
+    assert other.file("/etc/nftables.d/llmops/probe.nft").mode == 0o600
+    listen(other, 9300)
+    try:
+        assert can_connect(gateway, address(other), 9300)
+    finally:
+        stop_listening(other, 9300)
+    # a reload replaces only our table: a foreign table (Docker's, say) survives it
+    other.check_output("nft add table ip foreign_probe")
+    try:
+        other.check_output("systemctl reload llmops-firewall")
+        assert "table ip foreign_probe" in other.check_output("nft list tables")
+    finally:
+        other.run("nft delete table ip foreign_probe")
+
+
 def test_ssh_port_stays_open(hosts):
     gateway, other = hosts[GATEWAY], hosts[OTHER]
     listen(other, 22)  # no sshd in test hosts: a listener on 22 shows what the firewall lets in
