@@ -146,10 +146,18 @@ def ensure_docker() -> None:
     sys.exit(f"the Docker engine did not answer within 120 s\n{tail}")
 
 
-def ensure_images() -> None:
+def ensure_images() -> dict:
+    """Test-host images, then the stand-in images (tests/harness/standins.py, when present).
+
+    Returns environment variables the scenarios need (e.g. where the image archives are).
+    """
     ensure_docker()
     ensure_packages(["debootstrap"])
     images.ensure_all(log=log, run=run)
+    if (Path(__file__).parent / "standins.py").exists():
+        import standins  # noqa: PLC0415  (optional module)
+        return dict(standins.ensure_all(log=log, run=run, cache=CACHE))
+    return {}
 
 
 # --------------------------------------------------------------------------- collection
@@ -237,8 +245,8 @@ def cmd_test(args: argparse.Namespace) -> int:
                         f"llmops.langfuse.{playbook.stem}"], cenv)
 
     start = time.monotonic()
-    ensure_images()
-    steps.record("docker engine + test-host images", True, time.monotonic() - start)
+    cenv.update(ensure_images())
+    steps.record("docker engine + test-host and stand-in images", True, time.monotonic() - start)
     for name in selected:
         steps.step(f"molecule test -s {name}",
                    ["molecule", "test", "-s", name, *(["--destroy", "never"] if args.keep else [])], cenv)
@@ -251,15 +259,18 @@ def cmd_molecule(args: argparse.Namespace) -> int:
     """Developer helper: rebuild/install the collection and run one molecule command."""
     venv = ensure_venv()
     collections = build_and_install(venv, CACHE / f"collections-dev-{args.scenario}")
-    ensure_images()
+    env = tool_env(venv, collections)
+    env.update(ensure_images())
     cmd = ["molecule", args.action, "-s", args.scenario, *args.rest]
-    return run(cmd, env=tool_env(venv, collections), check=False, cwd=ROOT).returncode
+    return run(cmd, env=env, check=False, cwd=ROOT).returncode
 
 
 def cmd_env(_args: argparse.Namespace) -> int:
     venv = ensure_venv()
-    ensure_images()
+    extra = ensure_images()
     print(f"export PATH={venv / 'bin'}:$PATH")
+    for key, value in extra.items():
+        print(f"export {key}={value}")
     return 0
 
 
@@ -278,9 +289,10 @@ def link_checkout() -> None:
 
 def lab_env() -> dict:
     venv = ensure_venv()
-    ensure_images()
+    extra = ensure_images()
     link_checkout()
     env = tool_env(venv)
+    env.update(extra)
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     return env
 
