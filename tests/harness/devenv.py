@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -210,6 +211,34 @@ class Steps:
         return 1 if failed else 0
 
 
+def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bool) -> None:
+    """molecule test of each scenario, `jobs` at a time. Each scenario's output goes to its own
+    log, printed whole when the scenario ends, so parallel runs stay readable."""
+    logdir = Path(tempfile.mkdtemp(prefix="llmops-molecule-logs-"))
+    extra = ["--destroy", "never"] if keep else []
+
+    def one(name: str) -> tuple[str, int, float, Path]:
+        logfile = logdir / f"{name}.log"
+        start = time.monotonic()
+        with open(logfile, "wb") as out:
+            code = subprocess.run(["molecule", "test", "-s", name, *extra], env=env, cwd=ROOT,
+                                  stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        return name, code, time.monotonic() - start, logfile
+
+    if jobs > 1:  # longest first (the full-stack scenario), so the others fill the other slot
+        names = sorted(names, key=lambda n: n != "default")
+    log(f"step: molecule test of {len(names)} scenarios, {jobs} at a time: {' '.join(names)}")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, n) for n in names]
+        for fut in as_completed(futures):
+            name, code, secs, logfile = fut.result()
+            print(f"\n==> molecule test -s {name}: exit {code} after {secs:.0f}s; its output:", flush=True)
+            sys.stdout.write(logfile.read_text(errors="replace"))
+            sys.stdout.flush()
+            steps.record(f"molecule test -s {name}", code == 0, secs)
+    shutil.rmtree(logdir, ignore_errors=True)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     steps = Steps()
@@ -247,9 +276,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     start = time.monotonic()
     cenv.update(ensure_images())
     steps.record("docker engine + test-host and stand-in images", True, time.monotonic() - start)
-    for name in selected:
-        steps.step(f"molecule test -s {name}",
-                   ["molecule", "test", "-s", name, *(["--destroy", "never"] if args.keep else [])], cenv)
+    run_scenarios(steps, selected, cenv, jobs=args.jobs, keep=args.keep)
     code = steps.report()
     log(f"total {time.monotonic() - t0:.0f}s")
     return code
@@ -322,6 +349,8 @@ def main() -> int:
     p_test.add_argument("--scenario", action="append",
                         help="only these molecule scenarios (skips lint/unit/syntax; for development)")
     p_test.add_argument("--keep", action="store_true", help="do not destroy the test hosts at the end")
+    p_test.add_argument("--jobs", type=int, default=int(os.environ.get("LLMOPS_TEST_JOBS", "1")),
+                        help="molecule scenarios run at the same time (default 1, or $LLMOPS_TEST_JOBS)")
     p_test.set_defaults(func=cmd_test)
     p_mol = sub.add_parser("molecule", help="run one molecule action on one scenario (development)")
     p_mol.add_argument("action")
