@@ -329,6 +329,8 @@ def cmd_lab(_args: argparse.Namespace) -> int:
     start = time.monotonic()
     run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/up.yml"], env=env, cwd=ROOT)
     created = time.monotonic()
+    # the lab's secret set, once (never overwritten): inventories/lab/group_vars/all/vault.yml
+    run(["ansible-playbook", "-i", "inventories/lab", "playbooks/secrets.yml"], env=env, cwd=ROOT)
     run(["ansible-playbook", "-i", "inventories/lab", "playbooks/site.yml"], env=env, cwd=ROOT)
     done = time.monotonic()
     run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/summary.yml"], env=env, cwd=ROOT)

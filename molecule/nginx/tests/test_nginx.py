@@ -88,10 +88,10 @@ def client(hosts):
 
 def ca_file(host):
     """Where the role fetched a load balancer's CA certificate on the controller (default
-    nginx_tls_ca_fetch_dest: files/tls/<host>-ca.crt beside the inventory)."""
+    nginx_tls_ca_fetch_dest: <inventory dir>-tls/<host>-ca.crt)."""
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"])
     base = inventory if inventory.is_dir() else inventory.parent
-    return base / "files" / "tls" / f"{host}-ca.crt"
+    return base.parent / f"{base.name}-tls" / f"{host}-ca.crt"
 
 
 @pytest.fixture(scope="module")

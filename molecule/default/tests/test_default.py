@@ -1,0 +1,130 @@
+"""The whole stack, end to end, with the lab's settings: HTTPS through the load balancer reaches
+both app hosts, an ingestion is read back and its row is on the replica, the firewall matrix
+holds, and a rolling upgrade under load fails no request."""
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import address, can_connect, run_playbook
+
+ROOT = Path(__file__).resolve().parents[3]
+VAULT = ROOT / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"
+LB, APP1, APP2, PG1, PG2, REDIS, MON, CLIENT = (
+    "default-lb", "default-app1", "default-app2", "default-pg1", "default-pg2", "default-redis1",
+    "default-mon1", "default-client")
+
+
+@pytest.fixture(scope="module")
+def secrets():
+    return yaml.safe_load(VAULT.read_text())
+
+
+def curl(client, url, *args):
+    """HTTP status and body of a request from the client (TLS verified against the lab CA)."""
+    out = client.run("curl -sS --max-time 20 --cacert /tmp/llmops-ca.crt -o /tmp/body -w '%%{http_code}' %s %s",
+                     " ".join(args), url)
+    return out.stdout.strip(), client.run("cat /tmp/body").stdout
+
+
+@pytest.fixture(scope="module")
+def client(hosts):
+    """The client, trusting the CA the nginx role fetched to the controller."""
+    host = hosts[CLIENT]
+    # nginx_tls_ca_fetch_dest's default: <inventory_dir>-tls/<lb>-ca.crt
+    inventory_dir = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    ca = inventory_dir.parent / f"{inventory_dir.name}-tls" / f"{LB}-ca.crt"
+    assert ca.exists(), f"the nginx role did not fetch its CA to {ca}"
+    host.run("cat > /tmp/llmops-ca.crt <<'EOF'\n%s\nEOF" % ca.read_text().strip())
+    return host
+
+
+def lb_url(hosts, path):
+    return f"https://{address(hosts[LB])}{path}"
+
+
+def test_https_reaches_both_app_hosts_through_the_lb(hosts, client):
+    for _ in range(20):
+        status, _body = curl(client, lb_url(hosts, "/api/public/health"))
+        assert status == "200"
+    apps = {f"{address(hosts[APP1])}:3000", f"{address(hosts[APP2])}:3000"}
+    lines = hosts[LB].check_output("tail -n 20 /var/log/nginx/langfuse_access.json").splitlines()
+    upstreams = {json.loads(line).get("upstream_addr") for line in lines}
+    assert apps <= upstreams, upstreams
+
+
+def test_plain_http_is_redirected(hosts, client):
+    out = client.check_output("curl -s -o /dev/null -w '%%{http_code} %%{redirect_url}' http://%s/",
+                              address(hosts[LB]))
+    assert out.startswith(("301 https://", "308 https://")), out
+
+
+def test_ingestion_is_read_back_and_replicated(hosts, client, secrets):
+    trace_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
+    batch = {"batch": [{"id": event_id, "type": "trace-create", "timestamp": "2026-11-26T12:00:00.000Z",
+                        "body": {"id": trace_id, "name": "molecule-default"}}]}
+    auth = f"{secrets['vault_langfuse_init_project_public_key']}:{secrets['vault_langfuse_init_project_secret_key']}"
+    status, body = curl(client, lb_url(hosts, "/api/public/ingestion"), "-u", auth,
+                        "-H", "'Content-Type: application/json'", "--data", f"'{json.dumps(batch)}'")
+    assert status == "207", body
+    assert json.loads(body)["successes"][0]["id"] == event_id
+    status, body = curl(client, lb_url(hosts, f"/api/public/traces/{trace_id}"), "-u", auth)
+    assert status == "200", body
+    assert json.loads(body)["name"] == "molecule-default"
+    # the row is on the replica
+    query = f"SELECT count(*) FROM standin_events WHERE id = '{event_id}'"
+    for _ in range(20):
+        out = hosts[PG2].run("runuser -u postgres -- psql -XAtq -d langfuse -c %s", query)
+        if out.stdout.strip() == "1":
+            break
+        time.sleep(0.1)
+    assert out.stdout.strip() == "1", out.stderr
+    # a wrong key is refused
+    status, _ = curl(client, lb_url(hosts, f"/api/public/traces/{trace_id}"), "-u", "pk-lf-wrong:sk-lf-wrong")
+    assert status == "401"
+
+
+@pytest.mark.parametrize("src,dst,port,allowed", [
+    (APP1, PG1, 5432, True), (APP2, PG1, 5432, True), (PG2, PG1, 5432, True), (MON, PG1, 5432, True),
+    (APP1, REDIS, 6379, True), (APP2, REDIS, 6379, True), (MON, REDIS, 6379, True),
+    (LB, APP1, 3000, True), (LB, APP2, 3000, True), (CLIENT, LB, 443, True),
+    (LB, PG1, 5432, False), (LB, REDIS, 6379, False), (CLIENT, APP1, 3000, False),
+    (CLIENT, PG1, 5432, False), (CLIENT, REDIS, 6379, False), (CLIENT, PG2, 5432, False),
+])
+def test_firewall_matrix(hosts, src, dst, port, allowed):
+    assert can_connect(hosts[src], address(hosts[dst]), port) is allowed
+
+
+def test_rolling_upgrade_under_load_fails_no_request(hosts, client):
+    next_version = os.environ["LLMOPS_STANDIN_LANGFUSE_VERSION_NEXT"]
+    url = lb_url(hosts, "/api/public/health")
+    client.run("systemctl stop llmops-load; systemctl reset-failed llmops-load")
+    client.check_output(
+        "systemd-run --unit llmops-load --property=StandardOutput=file:/tmp/hey.txt "
+        "hey -z 900s -c 2 -q 10 -disable-keepalive %s", url)
+    try:
+        out = run_playbook("upgrade.yml", "-e", yaml.safe_dump({
+            "langfuse_version": next_version,
+            "langfuse_web_image": os.environ["LLMOPS_STANDIN_WEB_IMAGE_NEXT"],
+            "langfuse_worker_image": os.environ["LLMOPS_STANDIN_WORKER_IMAGE_NEXT"],
+        }, default_flow_style=True))
+        assert out.returncode == 0, out.stdout[-4000:]
+    finally:
+        # hey prints its report when interrupted
+        client.run("systemctl kill --signal=SIGINT llmops-load")
+        for _ in range(50):
+            if client.run("systemctl is-active llmops-load").stdout.strip() != "active":
+                break
+            time.sleep(0.2)
+    report = client.check_output("cat /tmp/hey.txt")
+    assert "Status code distribution:" in report, report
+    codes = [line.split()[0] for line in report.split("Status code distribution:")[1].splitlines() if "responses" in line]
+    assert codes == ["[200]"], report
+    assert "Error distribution" not in report, report
+    for app in (APP1, APP2):
+        health = json.loads(hosts[app].check_output(
+            "curl -s http://%s:3000/api/public/health", address(hosts[app])))
+        assert health["version"] == next_version
