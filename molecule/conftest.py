@@ -23,8 +23,10 @@ def hosts():
 
 
 def address(host) -> str:
-    """The host's address on the scenario network (first of `hostname -I`)."""
-    return host.check_output("hostname -I").split()[0]
+    """The host's address on the scenario network: the source address of its default route
+    (`hostname -I` would list docker0 first on a host that runs Docker)."""
+    out = host.check_output("ip -4 -o route get 192.0.2.1").split()
+    return out[out.index("src") + 1]
 
 
 def listen(host, port: int) -> None:

@@ -225,8 +225,9 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
                                   stdout=out, stderr=subprocess.STDOUT, check=False).returncode
         return name, code, time.monotonic() - start, logfile
 
-    if jobs > 1:  # longest first (the full-stack scenario), so the others fill the other slot
-        names = sorted(names, key=lambda n: n != "default")
+    if jobs > 1:  # longest first (measured), so the short ones fill the gaps at the end
+        order = ["default", "redis_sentinel", "nginx", "docker", "langfuse", "postgresql", "redis"]
+        names = sorted(names, key=lambda n: order.index(n) if n in order else len(order))
     log(f"step: molecule test of {len(names)} scenarios, {jobs} at a time: {' '.join(names)}")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(one, n) for n in names]
@@ -351,8 +352,8 @@ def main() -> int:
     p_test.add_argument("--scenario", action="append",
                         help="only these molecule scenarios (skips lint/unit/syntax; for development)")
     p_test.add_argument("--keep", action="store_true", help="do not destroy the test hosts at the end")
-    p_test.add_argument("--jobs", type=int, default=int(os.environ.get("LLMOPS_TEST_JOBS", "1")),
-                        help="molecule scenarios run at the same time (default 1, or $LLMOPS_TEST_JOBS)")
+    p_test.add_argument("--jobs", type=int, default=int(os.environ.get("LLMOPS_TEST_JOBS", "2")),
+                        help="molecule scenarios run at the same time (default 2, or $LLMOPS_TEST_JOBS)")
     p_test.set_defaults(func=cmd_test)
     p_mol = sub.add_parser("molecule", help="run one molecule action on one scenario (development)")
     p_mol.add_argument("action")
