@@ -3,6 +3,7 @@ both app hosts, an ingestion is read back and its row is on the replica, the fir
 holds, and a rolling upgrade under load fails no request."""
 import json
 import os
+import shlex
 import time
 import uuid
 from pathlib import Path
@@ -25,8 +26,9 @@ def secrets():
 
 def curl(client, url, *args):
     """HTTP status and body of a request from the client (TLS verified against the lab CA)."""
-    out = client.run("curl -sS --max-time 20 --cacert /tmp/llmops-ca.crt -o /tmp/body -w '%%{http_code}' %s %s",
-                     " ".join(args), url)
+    argv = ["curl", "-sS", "--max-time", "20", "--cacert", "/tmp/llmops-ca.crt", "-o", "/tmp/body",
+            "-w", "%{http_code}", *args, url]
+    out = client.run(" ".join(shlex.quote(a) for a in argv))
     return out.stdout.strip(), client.run("cat /tmp/body").stdout
 
 
@@ -68,7 +70,7 @@ def test_ingestion_is_read_back_and_replicated(hosts, client, secrets):
                         "body": {"id": trace_id, "name": "molecule-default"}}]}
     auth = f"{secrets['vault_langfuse_init_project_public_key']}:{secrets['vault_langfuse_init_project_secret_key']}"
     status, body = curl(client, lb_url(hosts, "/api/public/ingestion"), "-u", auth,
-                        "-H", "'Content-Type: application/json'", "--data", f"'{json.dumps(batch)}'")
+                        "-H", "Content-Type: application/json", "--data", json.dumps(batch))
     assert status == "207", body
     assert json.loads(body)["successes"][0]["id"] == event_id
     status, body = curl(client, lb_url(hosts, f"/api/public/traces/{trace_id}"), "-u", auth)
