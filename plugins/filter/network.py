@@ -128,11 +128,21 @@ def firewall_rules(rules, groups, hostvars, where="firewall rules"):
     return result
 
 
+def cidr_host(address):
+    """One address as a CIDR of exactly that host: /32 for IPv4, /128 for IPv6."""
+    try:
+        ip = ipaddress.ip_address(str(address))
+    except ValueError as exc:
+        raise AnsibleFilterError(f"cidr_host: {address!r} is not an IP address") from exc
+    return f"{ip}/{ip.max_prefixlen}"
+
+
 class FilterModule:
     """llmops.langfuse address filters."""
 
     def filters(self):
         return {
+            "cidr_host": cidr_host,
             "host_address": host_address,
             "group_addresses": group_addresses,
             "resolve_sources": resolve_sources,

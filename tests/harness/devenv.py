@@ -11,7 +11,7 @@ It prepares what the tests and the lab need on a fresh Debian machine, then runs
 * the systemd test-host images (tests/harness/images.py), rebuilt only when their recipe changed;
 * the locally built stand-in images (tests/standins), shipped to test hosts as archives.
 
-Sub-commands (the Makefile calls them): ``test``, ``lab``, ``down``, ``molecule``, ``env``.
+Sub-commands (the Makefile calls them): ``test``, ``lab``, ``down``, ``bench``, ``molecule``, ``env``.
 """
 from __future__ import annotations
 
@@ -147,18 +147,96 @@ def ensure_docker() -> None:
     sys.exit(f"the Docker engine did not answer within 120 s\n{tail}")
 
 
+# --------------------------------------------------------------------------- apt cache
+APT_CACHE_PORT = 3142
+
+
+def _docker_bridge_address() -> str:
+    """The address of the outer engine's docker0 bridge: every test host can reach it, whatever
+    user-defined network it is on (it is an address of this machine)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "docker0"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, check=False).stdout.split()
+    return out[out.index("inet") + 1].split("/")[0] if "inet" in out else ""
+
+
+def _port_answers(host: str, port: int) -> bool:
+    import socket  # noqa: PLC0415
+
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def ensure_apt_cache() -> dict:
+    """Debian's apt-cacher-ng on this machine, bound to the docker0 bridge, so that
+    test hosts download each Debian package once across scenarios (real packages, real installs;
+    the proxy only caches the downloads). Returns LLMOPS_APT_PROXY for the inventories
+    (common_apt_proxy); LLMOPS_APT_PROXY=off disables it."""
+    if os.environ.get("LLMOPS_APT_PROXY") == "off":
+        return {"LLMOPS_APT_PROXY": ""}
+    bridge = _docker_bridge_address()
+    if not bridge:
+        log("no docker0 bridge address: test hosts download from the Debian mirror directly")
+        return {"LLMOPS_APT_PROXY": ""}
+    if not _port_answers(bridge, APT_CACHE_PORT):
+        ensure_packages(["apt-cacher-ng"])
+        # its own configuration and cache under the cache folder: a plain caching proxy for the
+        # hosts the test hosts name (deb.debian.org). The package's own configuration remaps
+        # Debian requests to ftp.debian.org, which is not reachable from every machine.
+        home = CACHE / "apt-cacher-ng"
+        for sub in ("conf", "cache", "log", "run"):
+            (home / sub).mkdir(parents=True, exist_ok=True)
+        (home / "conf" / "acng.conf").write_text(
+            f"CacheDir: {home / 'cache'}\nLogDir: {home / 'log'}\nSupportDir: /usr/lib/apt-cacher-ng\n"
+            f"Port: {APT_CACHE_PORT}\nBindAddress: {bridge}\nExThreshold: 4\nReportPage: acng-report.html\n")
+        log(f"starting apt-cacher-ng on {bridge}:{APT_CACHE_PORT} (cache {home / 'cache'})")
+        run(as_root(["/usr/sbin/apt-cacher-ng", "-c", home / "conf", f"pidfile={home / 'run' / 'pid'}",
+                     f"SocketPath={home / 'run' / 'socket'}", "foreground=0"]), check=False)
+        for _ in range(30):
+            if _port_answers(bridge, APT_CACHE_PORT):
+                break
+            time.sleep(0.5)
+        else:
+            log("apt-cacher-ng did not answer: test hosts download from the Debian mirror directly")
+            return {"LLMOPS_APT_PROXY": ""}
+    return {"LLMOPS_APT_PROXY": f"http://{bridge}:{APT_CACHE_PORT}"}
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_WANTED = 1024
+
+
+def ensure_inotify() -> None:
+    """systemd in every test host takes inotify instances from the same (root) budget, 128 by
+    default: with the lab and two scenarios up, a new test host's systemd exits at once (status
+    255, no log). The budget of this machine (the one running the tests, never a test host's
+    kernel setting) is raised once, with a message."""
+    try:
+        current = int(INOTIFY_INSTANCES.read_text())
+    except (OSError, ValueError):
+        return
+    if current >= INOTIFY_WANTED:
+        return
+    log(f"raising fs.inotify.max_user_instances from {current} to {INOTIFY_WANTED} (one systemd per test host)")
+    run(as_root(["sysctl", "-q", "-w", f"fs.inotify.max_user_instances={INOTIFY_WANTED}"]), check=False)
+
+
 def ensure_images() -> dict:
     """Test-host images, then the stand-in images (tests/harness/standins.py, when present).
 
     Returns environment variables the scenarios need (e.g. where the image archives are).
     """
     ensure_docker()
+    ensure_inotify()
     ensure_packages(["debootstrap"])
     images.ensure_all(log=log, run=run)
+    extra = ensure_apt_cache()
     if (Path(__file__).parent / "standins.py").exists():
         import standins  # noqa: PLC0415  (optional module)
-        return dict(standins.ensure_all(log=log, run=run, cache=CACHE))
-    return {}
+        extra.update(standins.ensure_all(log=log, run=run, cache=CACHE))
+    return extra
 
 
 # --------------------------------------------------------------------------- collection
@@ -345,6 +423,23 @@ def cmd_down(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import bench  # noqa: PLC0415  (sibling module, only needed here)
+
+    env = lab_env()
+    if args.floor_only:
+        return bench.floor_only(env, run)
+
+    def lab_up() -> None:
+        run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/up.yml"], env=env, cwd=ROOT)
+        run(["ansible-playbook", "-i", "inventories/lab", "playbooks/secrets.yml"], env=env, cwd=ROOT)
+
+    def lab_down() -> None:
+        run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/down.yml"], env=env, cwd=ROOT)
+
+    return bench.bench(env, run, lab_up, lab_down)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -362,6 +457,9 @@ def main() -> int:
     p_mol.set_defaults(func=cmd_molecule)
     sub.add_parser("lab", help="create the lab hosts and deploy site.yml into them").set_defaults(func=cmd_lab)
     sub.add_parser("down", help="remove the lab hosts, network and volumes").set_defaults(func=cmd_down)
+    p_bench = sub.add_parser("bench", help="time site.yml on a fresh lab against the apt floor")
+    p_bench.add_argument("--floor-only", action="store_true", help="only the apt floor of the converged lab")
+    p_bench.set_defaults(func=cmd_bench)
     sub.add_parser("env", help="prepare venv + images and print the PATH to use").set_defaults(func=cmd_env)
     args = parser.parse_args()
     return args.func(args)

@@ -36,8 +36,9 @@ FORMAT = 1  # bump to force a rebuild of every stand-in
 
 LANGFUSE_VERSION = "4.0.0"
 LANGFUSE_VERSION_NEXT = "4.0.1"  # same contents, another version: for upgrade tests
-CLICKHOUSE_TAG, CLICKHOUSE_VERSION = "26.4", "26.4.1.1"
-S3_TAG = "1"
+# tags of one release (the roles refuse floating tags such as 26.4)
+CLICKHOUSE_TAG, CLICKHOUSE_VERSION = "26.4.1.1", "26.4.1.1"
+S3_TAG = "1.0.0"
 
 # family -> Dockerfile, hashed sources (relative to tests/standins) and the images it makes
 FAMILIES: dict[str, dict] = {

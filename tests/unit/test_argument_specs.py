@@ -39,7 +39,9 @@ def test_options_are_documented_and_prefixed(role):
     for entry, spec in load(role / "meta" / "argument_specs.yml")["argument_specs"].items():
         for name, option in (spec.get("options") or {}).items():
             assert option.get("description"), f"{entry}.{name} has no description"
-            assert name.startswith(f"{role.name}_"), f"{entry}.{name} is not prefixed with {role.name}_"
+            # parameters of the other entry points are internal to the caller-callee pair: _<role>_*
+            prefix = f"{role.name}_" if entry in ("main", "preflight") else f"_{role.name}_"
+            assert name.startswith(prefix), f"{entry}.{name} is not prefixed with {prefix}"
 
 
 SECRET_WORDS = ("password", "secret", "salt", "encryption_key", "private_key")
@@ -64,3 +66,11 @@ def test_templates_carry_the_ansible_managed_header(role):
         if template.name.startswith("_"):
             continue  # macro libraries imported by other templates
         assert "ansible_managed" in template.read_text(), f"{template.relative_to(ROOT)} has no header"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_no_option_is_both_required_and_defaulted(role):
+    """ansible-core refuses such a spec at run time ('required and default are mutually exclusive')."""
+    for entry, spec in load(role / "meta" / "argument_specs.yml")["argument_specs"].items():
+        for name, option in (spec.get("options") or {}).items():
+            assert not (option.get("required") and "default" in option), f"{entry}.{name}: required and default"
