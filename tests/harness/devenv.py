@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Development and CI entry point of llmops.langfuse (standard library only).
 
 It prepares what the tests and the lab need on a fresh Debian machine, then runs them:
@@ -139,7 +138,7 @@ def ensure_docker() -> None:
         logf = open(DOCKERD_LOG, "ab")  # noqa: SIM115  (kept open by the detached daemon)
         subprocess.Popen(as_root(["dockerd"]), stdout=logf, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(120):
+    for _attempt in range(120):
         if docker_ok():
             return
         time.sleep(1)
@@ -206,7 +205,7 @@ class Steps:
         print("\n==> summary", flush=True)
         for name, ok, secs in self.results:
             print(f"    {'PASS' if ok else 'FAIL'}  {secs:7.1f}s  {name}", flush=True)
-        failed = [n for n, ok, _ in self.results if not ok]
+        failed = [n for n, ok, _secs in self.results if not ok]
         print(f"==> {len(self.results) - len(failed)} passed, {len(failed)} failed", flush=True)
         return 1 if failed else 0
 
