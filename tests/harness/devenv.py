@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -161,10 +162,13 @@ def ensure_images() -> dict:
 
 
 # --------------------------------------------------------------------------- collection
-def build_and_install(venv: Path, dest: Path) -> Path:
-    """Build the collection tarball and install it into dest (a collections path)."""
+def build_and_install(venv: Path, dest: Path, keep_tarball_in: Path | None = None) -> Path:
+    """Build the collection tarball and install it into dest (a collections path).
+
+    With keep_tarball_in, the tarball is built there and kept (and returned instead of dest)."""
     env = tool_env(venv)
-    with tempfile.TemporaryDirectory(prefix="llmops-build-") as out:
+    with tempfile.TemporaryDirectory(prefix="llmops-build-") as tmp:
+        out = keep_tarball_in or Path(tmp)
         run(["ansible-galaxy", "collection", "build", ROOT, "--output-path", out, "--force"], env=env)
         tarball = next(Path(out).glob("llmops-langfuse-*.tar.gz"))
         if dest.exists():
@@ -172,7 +176,90 @@ def build_and_install(venv: Path, dest: Path) -> Path:
         dest.mkdir(parents=True)
         run(["ansible-galaxy", "collection", "install", tarball, "-p", dest, "--force", "--no-deps"],
             env=env)
-    return dest
+    return tarball if keep_tarball_in else dest
+
+
+# --------------------------------------------------------------------------- ecosystem gates
+def venv_python_version(venv: Path) -> str:
+    out = subprocess.run([venv / "bin" / "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                         stdout=subprocess.PIPE, text=True, check=True)
+    return out.stdout.strip()
+
+
+def ensure_ansible_test_get_pip(venv: Path) -> None:
+    """ansible-test bootstraps pip in its sanity venvs with get-pip.py from
+    ci-files.testing.ansible.com, unreachable here; it uses a copy in its cache when there is
+    one. Put tests/harness/ansible_test_get_pip.py there (never over a real get-pip.py)."""
+    code = ("import types\n"
+            "from ansible_test._internal.python_requirements import get_venv_packages\n"
+            f"print(get_venv_packages(types.SimpleNamespace(version={venv_python_version(venv)!r}))['pip'])\n")
+    pip_version = subprocess.run([venv / "bin" / "python", "-c", code], stdout=subprocess.PIPE, text=True,
+                                 check=True).stdout.strip()
+    source = Path(__file__).parent / "ansible_test_get_pip.py"
+    target = Path.home() / ".ansible" / "test" / "cache" / f"get_pip_{pip_version.replace('.', '_')}.py"
+    if target.exists() and "ansible-test get-pip stand-in" not in target.read_text(errors="replace"):
+        return  # a real get-pip.py
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        log(f"ansible-test's pip bootstrap: {target} (from {source.relative_to(ROOT)})")
+
+
+# what a copy of the checkout for ansible-test leaves out when git cannot list the files
+_COPY_IGNORE = shutil.ignore_patterns(".git", ".ansible", ".cache", ".venv", ".pytest_cache", ".lab", "build",
+                                      "__pycache__", "*.pyc", "*.tar.gz", "output", "*-tls", "vault.yml")
+
+
+def checkout_copy(dest: Path) -> Path:
+    """Copy the checkout to dest/ansible_collections/llmops/langfuse (the layout ansible-test
+    needs; the checkout itself is not moved): the files git tracks or would track."""
+    target = dest / "ansible_collections" / "llmops" / "langfuse"
+    listed = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
+    if listed.returncode != 0:
+        shutil.copytree(ROOT, target, ignore=_COPY_IGNORE, symlinks=True)
+        return target
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        src = ROOT / name
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the work tree, not yet in the index
+        dst = target / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst, follow_symlinks=False)
+    return target
+
+
+def galaxy_importer_step(steps: "Steps", tarball: Path, env: dict) -> None:
+    """galaxy-importer (what Galaxy runs on an upload) on the built tarball, with the settings of
+    tests/harness/galaxy-importer.cfg. It exits 0 after some errors (e.g. a plugin without
+    documentation), so any ERROR line fails the step as well."""
+    env = dict(env, GALAXY_IMPORTER_CONFIG=str(Path(__file__).parent / "galaxy-importer.cfg"))
+    name = "galaxy-importer on the built tarball"
+    log(f"step: {name}")
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="llmops-importer-") as cwd:  # it writes importer_result.json
+        proc = subprocess.run([env["VIRTUAL_ENV"] + "/bin/python", "-m", "galaxy_importer.main", str(tarball)],
+                              env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              check=False)
+    sys.stdout.write(proc.stdout)
+    errors = [line for line in proc.stdout.splitlines() if line.startswith(("ERROR:", "CRITICAL:"))]
+    ok = proc.returncode == 0 and not errors and "Importer processing completed successfully" in proc.stdout
+    steps.record(name, ok, time.monotonic() - start)
+    if not ok:
+        log(f"FAILED: {name} (exit {proc.returncode}, {len(errors)} error lines)")
+
+
+def filter_docs_steps(steps: "Steps", env: dict) -> None:
+    """`ansible-doc -t filter` of every filter of the installed collection (one step each)."""
+    listed = subprocess.run(["ansible-doc", "-t", "filter", "-l", "llmops.langfuse", "--json"], env=env,
+                            stdout=subprocess.PIPE, text=True, check=False)
+    names = sorted(json.loads(listed.stdout)) if listed.returncode == 0 and listed.stdout.strip() else []
+    if not names:
+        steps.record("ansible-doc -t filter -l llmops.langfuse", False, 0.0)
+        return
+    for name in names:
+        steps.step(f"ansible-doc -t filter {name}", ["ansible-doc", "-t", "filter", name], env,
+                   stdout=subprocess.DEVNULL)
 
 
 def scenarios() -> list[str]:
@@ -188,10 +275,10 @@ class Steps:
     def __init__(self) -> None:
         self.results: list[tuple[str, bool, float]] = []
 
-    def step(self, name: str, cmd: list, env: dict, ok_codes: tuple = (0,)) -> bool:
+    def step(self, name: str, cmd: list, env: dict, ok_codes: tuple = (0,), cwd: Path = ROOT, **kw) -> bool:
         log(f"step: {name}")
         start = time.monotonic()
-        code = run(cmd, env=env, check=False, cwd=ROOT).returncode
+        code = run(cmd, env=env, check=False, cwd=cwd, **kw).returncode
         ok = code in ok_codes
         self.results.append((name, ok, time.monotonic() - start))
         if not ok:
@@ -254,13 +341,30 @@ def cmd_test(args: argparse.Namespace) -> int:
         # exit code 5 = no tests collected: the unit suite is allowed to be empty
         steps.step("pytest tests/unit", [venv / "bin" / "python", "-m", "pytest", "-q", "tests/unit"], env,
                    ok_codes=(0, 5))
+        # the docs site's linter: plugin and role docs schemas, markup, RST generation
+        steps.step("antsibull-docs lint-collection-docs --plugin-docs",
+                   ["antsibull-docs", "lint-collection-docs", "--plugin-docs", "."], env)
+        # ansible-test needs the collection at ansible_collections/llmops/langfuse: a copy
+        sanity_root = Path(tempfile.mkdtemp(prefix="llmops-sanity-"))
+        atexit.register(shutil.rmtree, sanity_root, ignore_errors=True)
+        try:
+            ensure_ansible_test_get_pip(venv)
+            sanity_checkout = checkout_copy(sanity_root)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            log(f"FAILED: preparing ansible-test sanity: {exc}")
+            steps.record("ansible-test sanity", False, 0.0)
+        else:
+            steps.step("ansible-test sanity", ["ansible-test", "sanity", "--python", venv_python_version(venv),
+                                               "--venv", "--color", "no"], env, cwd=sanity_checkout)
 
     # a private collections path per run: several runs (developers, CI) may overlap
     collections = Path(tempfile.mkdtemp(prefix="llmops-collections-"))
     atexit.register(shutil.rmtree, collections, ignore_errors=True)
+    tarball_dir = Path(tempfile.mkdtemp(prefix="llmops-tarball-"))
+    atexit.register(shutil.rmtree, tarball_dir, ignore_errors=True)
     start = time.monotonic()
     try:
-        build_and_install(venv, collections)
+        tarball = build_and_install(venv, collections, keep_tarball_in=tarball_dir)
         steps.record("collection build + install", True, time.monotonic() - start)
     except subprocess.CalledProcessError:
         steps.record("collection build + install", False, time.monotonic() - start)
@@ -268,10 +372,16 @@ def cmd_test(args: argparse.Namespace) -> int:
     cenv = tool_env(venv, collections)
     installed = collections / "ansible_collections" / "llmops" / "langfuse"
     if not args.scenario:
+        galaxy_importer_step(steps, tarball, env)
+        filter_docs_steps(steps, cenv)
         for playbook in sorted((installed / "playbooks").glob("*.yml")):
             steps.step(f"syntax-check llmops.langfuse.{playbook.stem}",
                        ["ansible-playbook", "--syntax-check", "-i", "localhost,",
                         f"llmops.langfuse.{playbook.stem}"], cenv)
+    if args.no_scenarios:
+        code = steps.report()
+        log(f"total {time.monotonic() - t0:.0f}s")
+        return code
 
     start = time.monotonic()
     cenv.update(ensure_images())
@@ -351,6 +461,8 @@ def main() -> int:
     p_test.add_argument("--scenario", action="append",
                         help="only these molecule scenarios (skips lint/unit/syntax; for development)")
     p_test.add_argument("--keep", action="store_true", help="do not destroy the test hosts at the end")
+    p_test.add_argument("--no-scenarios", action="store_true",
+                        help="only the steps without test hosts (lint, unit, sanity, docs, build, importer, syntax)")
     p_test.add_argument("--jobs", type=int, default=int(os.environ.get("LLMOPS_TEST_JOBS", "2")),
                         help="molecule scenarios run at the same time (default 2, or $LLMOPS_TEST_JOBS)")
     p_test.set_defaults(func=cmd_test)
