@@ -29,10 +29,6 @@ import sys
 from pathlib import Path
 
 import yaml
-from antsibull_docs_parser import dom
-from antsibull_docs_parser.format import Formatter
-from antsibull_docs_parser.md import to_md
-from antsibull_docs_parser.parser import Context, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- BEGIN role_docs: generated from meta/argument_specs.yml by tests/harness/role_docs.py, do not edit -->"
@@ -85,61 +81,71 @@ def code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-class _MarkdownCell(Formatter):
-    """Ansible markup -> Markdown, for one table cell (no HTML but &lt;)."""
+def _formatter():
+    """The Markdown formatter (antsibull-docs-parser is imported only when a table is rendered)."""
+    from antsibull_docs_parser import dom  # pylint: disable=import-outside-toplevel
+    from antsibull_docs_parser.format import Formatter  # pylint: disable=import-outside-toplevel
 
-    def format_error(self, part: dom.ErrorPart) -> str:
-        raise ValueError(part.message)
+    class _MarkdownCell(Formatter):
+        """Ansible markup -> Markdown, for one table cell (no HTML but &lt;)."""
 
-    def format_bold(self, part: dom.BoldPart) -> str:
-        return f"**{_cell(part.text)}**"
+        def format_error(self, part: dom.ErrorPart) -> str:
+            raise ValueError(part.message)
 
-    def format_code(self, part: dom.CodePart) -> str:
-        return code(part.text)
+        def format_bold(self, part: dom.BoldPart) -> str:
+            return f"**{_cell(part.text)}**"
 
-    def format_horizontal_line(self, part: dom.HorizontalLinePart) -> str:
-        return " "
+        def format_code(self, part: dom.CodePart) -> str:
+            return code(part.text)
 
-    def format_italic(self, part: dom.ItalicPart) -> str:
-        return f"_{_cell(part.text)}_"
+        def format_horizontal_line(self, part: dom.HorizontalLinePart) -> str:
+            return " "
 
-    def format_link(self, part: dom.LinkPart) -> str:
-        return f"[{_cell(part.text)}]({part.url})"
+        def format_italic(self, part: dom.ItalicPart) -> str:
+            return f"_{_cell(part.text)}_"
 
-    def format_module(self, part: dom.ModulePart, url: str | None) -> str:
-        return code(part.fqcn)
+        def format_link(self, part: dom.LinkPart) -> str:
+            return f"[{_cell(part.text)}]({part.url})"
 
-    def format_rst_ref(self, part: dom.RSTRefPart) -> str:
-        return _cell(part.text)
+        def format_module(self, part: dom.ModulePart, url: str | None) -> str:
+            return code(part.fqcn)
 
-    def format_url(self, part: dom.URLPart) -> str:
-        return f"<{part.url}>"
+        def format_rst_ref(self, part: dom.RSTRefPart) -> str:
+            return _cell(part.text)
 
-    def format_text(self, part: dom.TextPart) -> str:
-        return _cell(part.text)
+        def format_url(self, part: dom.URLPart) -> str:
+            return f"<{part.url}>"
 
-    def format_env_variable(self, part: dom.EnvVariablePart) -> str:
-        return code(part.name)
+        def format_text(self, part: dom.TextPart) -> str:
+            return _cell(part.text)
 
-    def format_option_name(self, part: dom.OptionNamePart, url: str | None) -> str:
-        return code(part.name if part.value is None else f"{part.name}={part.value}")
+        def format_env_variable(self, part: dom.EnvVariablePart) -> str:
+            return code(part.name)
 
-    def format_option_value(self, part: dom.OptionValuePart) -> str:
-        return code(part.value)
+        def format_option_name(self, part: dom.OptionNamePart, url: str | None) -> str:
+            return code(part.name if part.value is None else f"{part.name}={part.value}")
 
-    def format_plugin(self, part: dom.PluginPart, url: str | None) -> str:
-        return code(part.plugin.fqcn)
+        def format_option_value(self, part: dom.OptionValuePart) -> str:
+            return code(part.value)
 
-    def format_return_value(self, part: dom.ReturnValuePart, url: str | None) -> str:
-        return code(part.name if part.value is None else f"{part.name}={part.value}")
+        def format_plugin(self, part: dom.PluginPart, url: str | None) -> str:
+            return code(part.plugin.fqcn)
 
+        def format_return_value(self, part: dom.ReturnValuePart, url: str | None) -> str:
+            return code(part.name if part.value is None else f"{part.name}={part.value}")
 
-_FORMATTER = _MarkdownCell()
+    return _MarkdownCell()
 
 
 def markdown(pars: list[str]) -> str:
+    """Ansible markup paragraphs -> one line of Markdown for a table cell."""
+    from antsibull_docs_parser.md import to_md  # pylint: disable=import-outside-toplevel
+    from antsibull_docs_parser.parser import Context, parse  # pylint: disable=import-outside-toplevel
+
+    if not hasattr(markdown, "formatter"):
+        markdown.formatter = _formatter()
     parsed = parse(pars, Context(), errors="exception")
-    return to_md(parsed, formatter=_FORMATTER, par_sep=" ").strip()
+    return to_md(parsed, formatter=markdown.formatter, par_sep=" ").strip()
 
 
 # --------------------------------------------------------------------------- tables
