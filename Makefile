@@ -7,7 +7,7 @@ lab:  ## create the local lab (containers as hosts) and deploy playbooks/site.ym
 	$(PYTHON) tests/harness/devenv.py lab
 down: ## remove the lab's hosts, network and volumes
 	$(PYTHON) tests/harness/devenv.py down
-test: ## run every test: yamllint, ansible-lint, unit tests, build, syntax checks, molecule
+test: ## run every test: lint, unit tests, Galaxy/ansible-test/docs gates, build, syntax checks, molecule
 	$(PYTHON) tests/harness/devenv.py test
 bench: ## time site.yml on a fresh lab (first converge, re-run, one change) against the apt floor
 	$(PYTHON) tests/harness/devenv.py bench

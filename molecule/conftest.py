@@ -34,7 +34,7 @@ def listen(host, port: int) -> None:
     unit = f"llmops-probe-{port}"
     host.run(f"systemctl stop {unit}")
     host.check_output(f"systemd-run --unit {unit} --collect python3 -m http.server {port}")
-    for _ in range(50):
+    for _attempt in range(50):
         if host.run(f"ss -Htln 'sport = :{port}' | grep -q LISTEN").rc == 0:
             return
         time.sleep(0.1)

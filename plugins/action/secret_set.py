@@ -55,7 +55,7 @@ def generate(item):
     """One secret value from a normalised spec item (cryptographically random)."""
     kind, length, prefix = item["kind"], item["length"], item["prefix"]
     if kind == "password":
-        value = "".join(secrets.choice(_ALNUM) for _ in range(length))
+        value = "".join(secrets.choice(_ALNUM) for _index in range(length))
     elif kind == "hex":
         value = secrets.token_hex((length + 1) // 2)[:length]
     elif kind == "base64":

@@ -18,7 +18,7 @@ description:
     C(ANSIBLE_VAULT_PASSWORD_FILE), ...) the file is written encrypted with it.
   - Runs on the controller only; generated values are never returned.
 author:
-  - llmops.langfuse contributors
+  - llmops.langfuse contributors (@llmops)
 options:
   path:
     description: Path of the vars file on the controller.
@@ -26,11 +26,13 @@ options:
     required: true
   secrets:
     description:
-      - Secrets to ensure, by variable name.
-      - C(kind) is V(password) (letters and digits, O(secrets.length) characters), V(hex)
-        (O(secrets.length) hex digits, e.g. 64 for Langfuse's ENCRYPTION_KEY), V(base64)
-        (O(secrets.length) random bytes, base64-encoded) or V(uuid) (a random UUID).
-      - C(prefix) is prepended (e.g. V(pk-lf-) for Langfuse project keys).
+      - Secrets to ensure, by variable name. Each value is a dict with the keys C(kind),
+        C(length) and C(prefix), all optional.
+      - C(kind) is V(password) (the default; letters and digits, C(length) characters), V(hex)
+        (C(length) hex digits, e.g. 64 for Langfuse's ENCRYPTION_KEY), V(base64) (C(length)
+        random bytes, base64-encoded) or V(uuid) (a random UUID; C(length) is not used).
+      - C(length) is an integer from 16 to 256, default 32.
+      - C(prefix) is prepended (e.g. V(pk-lf-) for Langfuse project keys), default empty.
     type: dict
     required: true
   encrypt:
@@ -40,11 +42,32 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
+  action:
+    support: full
+    details:
+      - All the work is done by the action plugin on the controller; nothing runs on the target.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+    details:
+      - It runs once per host like any task; use C(run_once) as in the example.
   check_mode:
     support: full
+    details:
+      - In check mode it reports which secrets it would generate, and writes nothing.
   diff_mode:
     support: none
+    details:
+      - No diff is returned; it would contain secret values.
+  platform:
+    platforms: posix
+    details:
+      - The vars file is read and written on the controller.
 notes:
   - Never rotate C(SALT) or C(ENCRYPTION_KEY) of a running Langfuse by deleting them from the
     file; API keys and stored LLM credentials would become unusable.

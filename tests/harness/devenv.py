@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Development and CI entry point of llmops.langfuse (standard library only).
 
 It prepares what the tests and the lab need on a fresh Debian machine, then runs them:
@@ -18,6 +17,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -30,19 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import images  # noqa: E402  (sibling module, path set above)
+from util import CACHE, log, run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("LLMOPS_CACHE_DIR", str(Path.home() / ".cache" / "llmops-langfuse")))
 DOCKERD_LOG = Path("/var/log/llmops-dockerd.log")
-
-
-def log(msg: str) -> None:
-    print(f"==> {msg}", flush=True)
-
-
-def run(cmd: list[str], env: dict | None = None, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    log("$ " + " ".join(str(c) for c in cmd))
-    return subprocess.run([str(c) for c in cmd], env=env, check=check, **kw)
 
 
 def as_root(cmd: list[str]) -> list[str]:
@@ -84,6 +75,7 @@ def ensure_venv() -> Path:
     venv = venv_dir()
     stamp = venv / ".llmops-complete"
     if stamp.exists():
+        stamp.touch()  # last use, for the cleanup below
         return venv
     if venv.exists():
         shutil.rmtree(venv)
@@ -97,9 +89,13 @@ def ensure_venv() -> Path:
     run([pip, "install", "-q", "--disable-pip-version-check", "-U", "pip"])
     run([pip, "install", "-q", "--disable-pip-version-check", "-r", ROOT / "requirements.txt"])
     stamp.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-    # keep the cache small: older venvs belong to older requirement sets
+    # keep the cache small: venvs of other requirement sets go once unused for a week (another
+    # checkout, or a run still going, may use one now)
+    week = time.time() - 7 * 86400
     for old in CACHE.glob("venv-*"):
-        if old != venv:
+        stamp_old = old / ".llmops-complete"
+        last_use = (stamp_old if stamp_old.exists() else old).stat().st_mtime
+        if old != venv and last_use < week:
             shutil.rmtree(old, ignore_errors=True)
     return venv
 
@@ -139,7 +135,7 @@ def ensure_docker() -> None:
         logf = open(DOCKERD_LOG, "ab")  # noqa: SIM115  (kept open by the detached daemon)
         subprocess.Popen(as_root(["dockerd"]), stdout=logf, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(120):
+    for _attempt in range(120):
         if docker_ok():
             return
         time.sleep(1)
@@ -240,10 +236,13 @@ def ensure_images() -> dict:
 
 
 # --------------------------------------------------------------------------- collection
-def build_and_install(venv: Path, dest: Path) -> Path:
-    """Build the collection tarball and install it into dest (a collections path)."""
+def build_and_install(venv: Path, dest: Path, keep_tarball_in: Path | None = None) -> Path:
+    """Build the collection tarball and install it into dest (a collections path).
+
+    With keep_tarball_in, the tarball is built there and kept (and returned instead of dest)."""
     env = tool_env(venv)
-    with tempfile.TemporaryDirectory(prefix="llmops-build-") as out:
+    with tempfile.TemporaryDirectory(prefix="llmops-build-") as tmp:
+        out = keep_tarball_in or Path(tmp)
         run(["ansible-galaxy", "collection", "build", ROOT, "--output-path", out, "--force"], env=env)
         tarball = next(Path(out).glob("llmops-langfuse-*.tar.gz"))
         if dest.exists():
@@ -251,7 +250,90 @@ def build_and_install(venv: Path, dest: Path) -> Path:
         dest.mkdir(parents=True)
         run(["ansible-galaxy", "collection", "install", tarball, "-p", dest, "--force", "--no-deps"],
             env=env)
-    return dest
+    return tarball if keep_tarball_in else dest
+
+
+# --------------------------------------------------------------------------- ecosystem gates
+def venv_python_version(venv: Path) -> str:
+    out = subprocess.run([venv / "bin" / "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                         stdout=subprocess.PIPE, text=True, check=True)
+    return out.stdout.strip()
+
+
+def ensure_ansible_test_get_pip(venv: Path) -> None:
+    """ansible-test bootstraps pip in its sanity venvs with get-pip.py from
+    ci-files.testing.ansible.com, unreachable here; it uses a copy in its cache when there is
+    one. Put tests/harness/ansible_test_get_pip.py there (never over a real get-pip.py)."""
+    code = ("import types\n"
+            "from ansible_test._internal.python_requirements import get_venv_packages\n"
+            f"print(get_venv_packages(types.SimpleNamespace(version={venv_python_version(venv)!r}))['pip'])\n")
+    pip_version = subprocess.run([venv / "bin" / "python", "-c", code], stdout=subprocess.PIPE, text=True,
+                                 check=True).stdout.strip()
+    source = Path(__file__).parent / "ansible_test_get_pip.py"
+    target = Path.home() / ".ansible" / "test" / "cache" / f"get_pip_{pip_version.replace('.', '_')}.py"
+    if target.exists() and "ansible-test get-pip stand-in" not in target.read_text(errors="replace"):
+        return  # a real get-pip.py
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        log(f"ansible-test's pip bootstrap: {target} (from {source.relative_to(ROOT)})")
+
+
+# what a copy of the checkout for ansible-test leaves out when git cannot list the files
+_COPY_IGNORE = shutil.ignore_patterns(".git", ".ansible", ".cache", ".venv", ".pytest_cache", ".lab", "build",
+                                      "__pycache__", "*.pyc", "*.tar.gz", "output", "*-tls", "vault.yml")
+
+
+def checkout_copy(dest: Path) -> Path:
+    """Copy the checkout to dest/ansible_collections/llmops/langfuse (the layout ansible-test
+    needs; the checkout itself is not moved): the files git tracks or would track."""
+    target = dest / "ansible_collections" / "llmops" / "langfuse"
+    listed = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
+    if listed.returncode != 0:
+        shutil.copytree(ROOT, target, ignore=_COPY_IGNORE, symlinks=True)
+        return target
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        src = ROOT / name
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the work tree, not yet in the index
+        dst = target / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst, follow_symlinks=False)
+    return target
+
+
+def galaxy_importer_step(steps: "Steps", tarball: Path, env: dict) -> None:
+    """galaxy-importer (what Galaxy runs on an upload) on the built tarball, with the settings of
+    tests/harness/galaxy-importer.cfg. It exits 0 after some errors (e.g. a plugin without
+    documentation), so any ERROR line fails the step as well."""
+    env = dict(env, GALAXY_IMPORTER_CONFIG=str(Path(__file__).parent / "galaxy-importer.cfg"))
+    name = "galaxy-importer on the built tarball"
+    log(f"step: {name}")
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="llmops-importer-") as cwd:  # it writes importer_result.json
+        proc = subprocess.run([env["VIRTUAL_ENV"] + "/bin/python", "-m", "galaxy_importer.main", str(tarball)],
+                              env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              check=False)
+    sys.stdout.write(proc.stdout)
+    errors = [line for line in proc.stdout.splitlines() if line.startswith(("ERROR:", "CRITICAL:"))]
+    ok = proc.returncode == 0 and not errors and "Importer processing completed successfully" in proc.stdout
+    steps.record(name, ok, time.monotonic() - start)
+    if not ok:
+        log(f"FAILED: {name} (exit {proc.returncode}, {len(errors)} error lines)")
+
+
+def filter_docs_steps(steps: "Steps", env: dict) -> None:
+    """`ansible-doc -t filter` of every filter of the installed collection (one step each)."""
+    listed = subprocess.run(["ansible-doc", "-t", "filter", "-l", "llmops.langfuse", "--json"], env=env,
+                            stdout=subprocess.PIPE, text=True, check=False)
+    names = sorted(json.loads(listed.stdout)) if listed.returncode == 0 and listed.stdout.strip() else []
+    if not names:
+        steps.record("ansible-doc -t filter -l llmops.langfuse", False, 0.0)
+        return
+    for name in names:
+        steps.step(f"ansible-doc -t filter {name}", ["ansible-doc", "-t", "filter", name], env,
+                   stdout=subprocess.DEVNULL)
 
 
 def scenarios() -> list[str]:
@@ -267,10 +349,10 @@ class Steps:
     def __init__(self) -> None:
         self.results: list[tuple[str, bool, float]] = []
 
-    def step(self, name: str, cmd: list, env: dict, ok_codes: tuple = (0,)) -> bool:
+    def step(self, name: str, cmd: list, env: dict, ok_codes: tuple = (0,), cwd: Path = ROOT, **kw) -> bool:
         log(f"step: {name}")
         start = time.monotonic()
-        code = run(cmd, env=env, check=False, cwd=ROOT).returncode
+        code = run(cmd, env=env, check=False, cwd=cwd, **kw).returncode
         ok = code in ok_codes
         self.results.append((name, ok, time.monotonic() - start))
         if not ok:
@@ -284,7 +366,7 @@ class Steps:
         print("\n==> summary", flush=True)
         for name, ok, secs in self.results:
             print(f"    {'PASS' if ok else 'FAIL'}  {secs:7.1f}s  {name}", flush=True)
-        failed = [n for n, ok, _ in self.results if not ok]
+        failed = [n for n, ok, _secs in self.results if not ok]
         print(f"==> {len(self.results) - len(failed)} passed, {len(failed)} failed", flush=True)
         return 1 if failed else 0
 
@@ -333,13 +415,30 @@ def cmd_test(args: argparse.Namespace) -> int:
         # exit code 5 = no tests collected: the unit suite is allowed to be empty
         steps.step("pytest tests/unit", [venv / "bin" / "python", "-m", "pytest", "-q", "tests/unit"], env,
                    ok_codes=(0, 5))
+        # the docs site's linter: plugin and role docs schemas, markup, RST generation
+        steps.step("antsibull-docs lint-collection-docs --plugin-docs",
+                   ["antsibull-docs", "lint-collection-docs", "--plugin-docs", "."], env)
+        # ansible-test needs the collection at ansible_collections/llmops/langfuse: a copy
+        sanity_root = Path(tempfile.mkdtemp(prefix="llmops-sanity-"))
+        atexit.register(shutil.rmtree, sanity_root, ignore_errors=True)
+        try:
+            ensure_ansible_test_get_pip(venv)
+            sanity_checkout = checkout_copy(sanity_root)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            log(f"FAILED: preparing ansible-test sanity: {exc}")
+            steps.record("ansible-test sanity", False, 0.0)
+        else:
+            steps.step("ansible-test sanity", ["ansible-test", "sanity", "--python", venv_python_version(venv),
+                                               "--venv", "--color", "no"], env, cwd=sanity_checkout)
 
     # a private collections path per run: several runs (developers, CI) may overlap
     collections = Path(tempfile.mkdtemp(prefix="llmops-collections-"))
     atexit.register(shutil.rmtree, collections, ignore_errors=True)
+    tarball_dir = Path(tempfile.mkdtemp(prefix="llmops-tarball-"))
+    atexit.register(shutil.rmtree, tarball_dir, ignore_errors=True)
     start = time.monotonic()
     try:
-        build_and_install(venv, collections)
+        tarball = build_and_install(venv, collections, keep_tarball_in=tarball_dir)
         steps.record("collection build + install", True, time.monotonic() - start)
     except subprocess.CalledProcessError:
         steps.record("collection build + install", False, time.monotonic() - start)
@@ -347,13 +446,24 @@ def cmd_test(args: argparse.Namespace) -> int:
     cenv = tool_env(venv, collections)
     installed = collections / "ansible_collections" / "llmops" / "langfuse"
     if not args.scenario:
+        galaxy_importer_step(steps, tarball, env)
+        filter_docs_steps(steps, cenv)
         for playbook in sorted((installed / "playbooks").glob("*.yml")):
             steps.step(f"syntax-check llmops.langfuse.{playbook.stem}",
                        ["ansible-playbook", "--syntax-check", "-i", "localhost,",
                         f"llmops.langfuse.{playbook.stem}"], cenv)
+    if args.no_scenarios:
+        code = steps.report()
+        log(f"total {time.monotonic() - t0:.0f}s")
+        return code
 
     start = time.monotonic()
-    cenv.update(ensure_images())
+    try:
+        cenv.update(ensure_images())
+    except (OSError, RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
+        steps.record("docker engine + test-host and stand-in images", False, time.monotonic() - start)
+        log(f"FAILED: docker engine + test-host and stand-in images: {exc}")
+        return steps.report()
     steps.record("docker engine + test-host and stand-in images", True, time.monotonic() - start)
     run_scenarios(steps, selected, cenv, jobs=args.jobs, keep=args.keep)
     code = steps.report()
@@ -403,23 +513,31 @@ def lab_env() -> dict:
     return env
 
 
+def lab_playbook(env: dict, playbook: str) -> None:
+    run(["ansible-playbook", "-i", "inventories/lab", playbook], env=env, cwd=ROOT)
+
+
+def lab_up(env: dict) -> None:
+    """The lab's hosts, then its secret set (once, never overwritten:
+    inventories/lab/group_vars/all/vault.yml)."""
+    lab_playbook(env, "tests/lab/up.yml")
+    lab_playbook(env, "playbooks/secrets.yml")
+
+
 def cmd_lab(_args: argparse.Namespace) -> int:
     env = lab_env()
     start = time.monotonic()
-    run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/up.yml"], env=env, cwd=ROOT)
+    lab_up(env)
     created = time.monotonic()
-    # the lab's secret set, once (never overwritten): inventories/lab/group_vars/all/vault.yml
-    run(["ansible-playbook", "-i", "inventories/lab", "playbooks/secrets.yml"], env=env, cwd=ROOT)
-    run(["ansible-playbook", "-i", "inventories/lab", "playbooks/site.yml"], env=env, cwd=ROOT)
+    lab_playbook(env, "playbooks/site.yml")
     done = time.monotonic()
-    run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/summary.yml"], env=env, cwd=ROOT)
+    lab_playbook(env, "tests/lab/summary.yml")
     log(f"lab hosts ready in {created - start:.0f}s, site.yml converged in {done - created:.0f}s")
     return 0
 
 
 def cmd_down(_args: argparse.Namespace) -> int:
-    env = lab_env()
-    run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/down.yml"], env=env, cwd=ROOT)
+    lab_playbook(lab_env(), "tests/lab/down.yml")
     return 0
 
 
@@ -429,15 +547,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     env = lab_env()
     if args.floor_only:
         return bench.floor_only(env, run)
-
-    def lab_up() -> None:
-        run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/up.yml"], env=env, cwd=ROOT)
-        run(["ansible-playbook", "-i", "inventories/lab", "playbooks/secrets.yml"], env=env, cwd=ROOT)
-
-    def lab_down() -> None:
-        run(["ansible-playbook", "-i", "inventories/lab", "tests/lab/down.yml"], env=env, cwd=ROOT)
-
-    return bench.bench(env, run, lab_up, lab_down)
+    return bench.bench(env, run, lambda: lab_up(env), lambda: lab_playbook(env, "tests/lab/down.yml"))
 
 
 def main() -> int:
@@ -447,6 +557,8 @@ def main() -> int:
     p_test.add_argument("--scenario", action="append",
                         help="only these molecule scenarios (skips lint/unit/syntax; for development)")
     p_test.add_argument("--keep", action="store_true", help="do not destroy the test hosts at the end")
+    p_test.add_argument("--no-scenarios", action="store_true",
+                        help="only the steps without test hosts (lint, unit, sanity, docs, build, importer, syntax)")
     p_test.add_argument("--jobs", type=int, default=int(os.environ.get("LLMOPS_TEST_JOBS", "2")),
                         help="molecule scenarios run at the same time (default 2, or $LLMOPS_TEST_JOBS)")
     p_test.set_defaults(func=cmd_test)
@@ -462,7 +574,15 @@ def main() -> int:
     p_bench.set_defaults(func=cmd_bench)
     sub.add_parser("env", help="prepare venv + images and print the PATH to use").set_defaults(func=cmd_env)
     args = parser.parse_args()
-    return args.func(args)
+    try:
+        return args.func(args)
+    except subprocess.CalledProcessError as exc:
+        cmd = " ".join(str(c) for c in exc.cmd)
+        log(f"FAILED: {cmd} (exit {exc.returncode}); its output is above")
+        return exc.returncode or 1
+    except RuntimeError as exc:
+        log(f"FAILED: {exc}")
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from util import remove_stale_tags
+
 REPO = "llmops/debian-systemd"
 MIRROR = "http://deb.debian.org/debian"
 
@@ -122,14 +124,4 @@ def ensure_all(log, run) -> None:
         tag = f"{REPO}:{release}-{recipe_hash(release)}"
         subprocess.run(["docker", "tag", tag, f"{REPO}:{release}"], check=True)
         current.update({tag, f"{REPO}:{release}"})
-    prune(REPO, current, log)
-
-
-def prune(repo: str, keep: set, log) -> None:
-    """Remove the tags of older recipes (the disk of a test machine is not endless)."""
-    listed = subprocess.run(["docker", "image", "ls", repo, "--format", "{{.Repository}}:{{.Tag}}"],
-                            stdout=subprocess.PIPE, text=True, check=True).stdout.split()
-    stale = [ref for ref in listed if ref not in keep and not ref.endswith(":<none>")]
-    if stale:
-        log(f"removing outdated images {' '.join(stale)}")
-        subprocess.run(["docker", "image", "rm", *stale], stdout=subprocess.DEVNULL, check=False)
+    remove_stale_tags([REPO], current)

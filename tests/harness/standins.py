@@ -29,6 +29,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from util import CACHE, log, remove_stale_tags, run
+
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
 BASE_IMAGE = "llmops/debian-systemd:13"
 LABEL = "org.llmops.recipe"
@@ -185,13 +187,7 @@ def prune(cache: Path, current: dict[str, str], log: Log) -> None:
         if time.time() - path.stat().st_mtime > 3600:  # left by an interrupted save
             path.unlink(missing_ok=True)
     keep_refs = {image["ref"] for family in FAMILIES.values() for image in family["images"]}
-    repos = sorted({ref.rsplit(":", 1)[0] for ref in keep_refs})
-    for repo in repos:
-        listed = _docker("image", "ls", repo, "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-        stale = [ref for ref in listed if ref not in keep_refs and not ref.endswith(":<none>")]
-        if stale:
-            log(f"removing outdated stand-in images {' '.join(stale)}")
-            _docker("image", "rm", *stale)
+    remove_stale_tags(sorted({ref.rsplit(":", 1)[0] for ref in keep_refs}), keep_refs)
 
 
 def environment(cache: Path, archives: dict[str, Path]) -> dict[str, str]:
@@ -228,17 +224,12 @@ def ensure_all(log: Log, run: Run, cache: Path) -> dict[str, str]:
 
 
 def _main() -> int:
-    cache = Path(os.environ.get("LLMOPS_CACHE_DIR", str(Path.home() / ".cache" / "llmops-langfuse")))
-
-    def log(msg: str) -> None:
-        print(f"==> {msg}", file=sys.stderr, flush=True)
-
-    def run(cmd: list, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        log("$ " + " ".join(str(c) for c in cmd))
-        return subprocess.run([str(c) for c in cmd], check=check, **kw)
-
     start = time.monotonic()
-    env = ensure_all(log=log, run=run, cache=cache)
+    real_stdout, sys.stdout = sys.stdout, sys.stderr  # progress on stderr, the exports on stdout
+    try:
+        env = ensure_all(log=log, run=run, cache=CACHE)
+    finally:
+        sys.stdout = real_stdout
     for key, value in env.items():
         print(f"export {key}={value}")
     log(f"stand-ins ready in {time.monotonic() - start:.0f}s")

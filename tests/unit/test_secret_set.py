@@ -34,7 +34,7 @@ def test_kinds_produce_the_documented_shapes():
 
 def test_values_are_random():
     item = secret_set.validate_spec({"x": {"kind": "password"}})["x"]
-    assert len({secret_set.generate(item) for _ in range(50)}) == 50
+    assert len({secret_set.generate(item) for _index in range(50)}) == 50
 
 
 def test_merge_never_overwrites_and_fills_empty_values():

@@ -3,7 +3,7 @@ replication slot names (postgresql.py) and cidr_host (network.py)."""
 import pytest
 from ansible.errors import AnsibleFilterError
 from host import is_container
-from images import exact_release, image_pinned, image_tag
+from image_refs import exact_release, image_pinned, image_tag
 from network import cidr_host
 from postgresql import pg_slot_name
 from urls import url_host, url_quote
@@ -110,7 +110,7 @@ def test_redis_acl_lines_hash_the_passwords():
 
 
 def test_has_missing_image():
-    from images import has_missing_image
+    from image_refs import has_missing_image
 
     engine = [{"Id": "sha256:aa", "RepoTags": ["web:4.0.0", "web:latest"]}, {"Id": "sha256:bb", "RepoTags": []}]
     assert not has_missing_image([{"id": "sha256:aa", "tags": ["web:4.0.0"]}], engine)

@@ -169,7 +169,7 @@ def test_s3_gate_checks_key_and_signature():
     assert b"InvalidAccessKeyId" in s3.authorise(_environ("GET", "/events/k.json", "", other), "langfuse",
                                                  "secret-123", None)[1]
     assert b"AccessDenied" in s3.authorise(_environ("GET", "/events/k.json", "", {}), "langfuse", "x", None)[1]
-    status, _ = s3.authorise(_environ("GET", "/events/k.json", "", good), "langfuse", "secret-123", "eu-west-1")
+    status, _body = s3.authorise(_environ("GET", "/events/k.json", "", good), "langfuse", "secret-123", "eu-west-1")
     assert status.startswith("400")
 
 
@@ -201,7 +201,10 @@ def test_clickhouse_users_from_env_and_xml(tmp_path):
 
 def test_clickhouse_statements_and_errors(tmp_path):
     store = ch.Store(tmp_path / "state.json", "langfuse")
-    run = lambda sql, data="": ch.execute(store, sql, data, "default", "lf", {})  # noqa: E731
+
+    def run(sql, data=""):
+        return ch.execute(store, sql, data, "default", "lf", {})
+
     assert run("SELECT 1") == "1\n"
     assert run("SELECT version()") == f"{ch.VERSION}\n"
     assert run("CREATE TABLE IF NOT EXISTS `events` (id String) ENGINE = MergeTree ORDER BY id") == ""

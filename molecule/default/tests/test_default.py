@@ -49,7 +49,7 @@ def lb_url(hosts, path):
 
 
 def test_https_reaches_both_app_hosts_through_the_lb(hosts, client):
-    for _ in range(20):
+    for _request in range(20):
         status, _body = curl(client, lb_url(hosts, "/api/public/health"))
         assert status == "200"
     apps = {f"{address(hosts[APP1])}:3000", f"{address(hosts[APP2])}:3000"}
@@ -78,14 +78,14 @@ def test_ingestion_is_read_back_and_replicated(hosts, client, secrets):
     assert json.loads(body)["name"] == "molecule-default"
     # the row is on the replica
     query = f"SELECT count(*) FROM standin_events WHERE id = '{event_id}'"
-    for _ in range(20):
+    for _attempt in range(20):
         out = hosts[PG2].run("runuser -u postgres -- psql -XAtq -d langfuse -c %s", query)
         if out.stdout.strip() == "1":
             break
         time.sleep(0.1)
     assert out.stdout.strip() == "1", out.stderr
     # a wrong key is refused
-    status, _ = curl(client, lb_url(hosts, f"/api/public/traces/{trace_id}"), "-u", "pk-lf-wrong:sk-lf-wrong")
+    status, _body = curl(client, lb_url(hosts, f"/api/public/traces/{trace_id}"), "-u", "pk-lf-wrong:sk-lf-wrong")
     assert status == "401"
 
 
@@ -117,7 +117,7 @@ def test_rolling_upgrade_under_load_fails_no_request(hosts, client):
     finally:
         # hey prints its report when interrupted
         client.run("systemctl kill --signal=SIGINT llmops-load")
-        for _ in range(50):
+        for _attempt in range(50):
             if client.run("systemctl is-active llmops-load").stdout.strip() != "active":
                 break
             time.sleep(0.2)

@@ -228,7 +228,7 @@ def test_backend_sees_the_client_address_and_https(client):
 
 def test_no_429_below_the_limit(client):
     time.sleep(BURST / RATE + 1)  # an empty bucket
-    counts, total, _ = hey(client, "/rate-limited/below", seconds=4, per_worker_qps=RATE // 2, workers=1)
+    counts, total, _duration = hey(client, "/rate-limited/below", seconds=4, per_worker_qps=RATE // 2, workers=1)
     assert total >= 10 and counts == {200: total}, counts
 
 

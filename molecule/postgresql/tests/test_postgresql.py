@@ -148,7 +148,8 @@ def test_rerun_changes_nothing_restarts_nothing_and_prints_no_password(hosts):
 
 def _converge_with(*args, **parameters):
     extra = dict(GROUP_VARS["postgresql_parameters"], **parameters)
-    return run_playbook("postgresql.yml", *args, "-e",
+    # site.yml on the database hosts only, as an operator changes a setting
+    return run_playbook("converge.yml", "--limit", "postgres_primary:postgres_replica", *args, "-e",
                         yaml.safe_dump({"postgresql_parameters": extra}, default_flow_style=True))
 
 

@@ -52,7 +52,7 @@ def server_pid(host):
 
 
 def wait_for_pong(hosts, inv):
-    for _ in range(60):
+    for _attempt in range(60):
         if admin(hosts, inv, "PING") == "PONG":
             return
         time.sleep(1)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """STAND-IN for the clickhouse/clickhouse-server container (tests only, not ClickHouse).
 
 It speaks a small part of ClickHouse's HTTP interface (port 8123): /ping, /replicas_status and
@@ -118,7 +117,7 @@ def credentials(headers, query: dict) -> tuple[str, str]:
     auth = headers.get("Authorization") or ""
     if auth[:6].lower() == "basic ":
         try:
-            user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
+            user, _colon, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
             return user, password
         except (ValueError, UnicodeDecodeError):
             pass

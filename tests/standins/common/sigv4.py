@@ -92,7 +92,7 @@ def parse_authorization(value: str) -> dict[str, str] | None:
         return None
     fields = {}
     for part in value[len(ALGORITHM) + 1:].split(","):
-        key, _, val = part.strip().partition("=")
+        key, _eq, val = part.strip().partition("=")
         fields[key] = val
     if not {"Credential", "SignedHeaders", "Signature"} <= fields.keys():
         return None

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """STAND-IN for the Langfuse web and worker containers (tests only, not Langfuse).
 
 The real images (langfuse/langfuse, langfuse/langfuse-worker) cannot be pulled where the
@@ -153,7 +152,7 @@ def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
         return None
     if ":" not in decoded:
         return None
-    user, _, password = decoded.partition(":")
+    user, _colon, password = decoded.partition(":")
     return user, password
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """STAND-IN for the MinIO container (tests only, not MinIO): moto's S3 behind a credential check.
 
 moto (Debian's python3-moto) implements the S3 API in memory and by itself accepts any
@@ -63,7 +62,7 @@ def parse_args(argv: list[str]) -> dict:
 
 
 def split_address(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
+    host, _colon, port = addr.rpartition(":")
     return (host.strip("[]") or "0.0.0.0"), int(port or 9000)
 
 
