@@ -64,17 +64,17 @@ def _slowest(output: str, count: int = 10) -> list[str]:
 def _playbook(env: dict, run_name: str, playbook: str, *args: str) -> tuple[float, str]:
     cmd = ["ansible-playbook", "-i", str(LAB), playbook, *args]
     print(f"==> bench: {run_name}: {' '.join(cmd)}", flush=True)
-    start = time.monotonic()
-    res = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         check=False)
-    secs = time.monotonic() - start
     log = ROOT / ".lab" / f"bench-{run_name}.log"
     log.parent.mkdir(exist_ok=True)
-    log.write_text(res.stdout)
-    if res.returncode != 0:
-        sys.stdout.write(res.stdout[-6000:])
-        raise SystemExit(f"bench: {run_name} failed (exit {res.returncode}); whole output in {log}")
-    return secs, res.stdout
+    start = time.monotonic()
+    with open(log, "w") as out:  # written as it goes: tail -f it
+        code = subprocess.run(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    secs = time.monotonic() - start
+    output = log.read_text(errors="replace")
+    if code != 0:
+        sys.stdout.write(output[-6000:])
+        raise SystemExit(f"bench: {run_name} failed (exit {code}); whole output in {log}")
+    return secs, output
 
 
 def _installed(container: str) -> set[str]:

@@ -1,0 +1,196 @@
+"""Broken inventories and variable sets fed to the site preflight (playbooks/preflight.yml, the
+first play of site.yml): each run fails, names the problem, and changes no host.
+
+The hosts of the test inventory are this machine under several names (connection local, an
+address each), so the preflight sees real facts; a good inventory passes first (the control),
+then every case breaks one thing. Facts are gathered once and cached for the other runs.
+"""
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks" / "preflight.yml"
+
+SECRETS = {
+    "llmops_postgresql_password": "pg-Test-7d3Kq9Lm2Xw5Rt8Z",
+    "postgresql_replication_password": "rep-Test-4Hs8Vn1Qz6Bw3Jy",
+    "llmops_redis_password": "redis-Test-9Pk2Wd5Xc7Mf4Lt",
+    "redis_admin_password": "admin-Test-3Gz8Nr6Tb1Vq5Hm",
+    "langfuse_salt": "salt-Test-Qw8Er5Ty2Ui9Op6As3Df1Gh4Jk7Lz",
+    "langfuse_nextauth_secret": "nextauth-Test-Zx4Cv7Bn2Mq9Wl6Er3Tp8Yu5Io",
+    "langfuse_encryption_key": "3f9c1e7a5b2d8f4061c9e3a7b5d2f8e4a1c6b9d3e7f2a5c8b4d1e6f9a3c7b2e5",
+    "langfuse_clickhouse_password": "ch-Test-6Yt3Re8Wq1Az5Sx",
+    "langfuse_s3_access_key": "s3TestAccessKey01",
+    "langfuse_s3_secret_key": "s3-Test-Secret-2Mk7Nj4Bh9Vg",
+}
+GOOD = {
+    "all": {
+        "vars": {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "nginx_server_name": "langfuse.test.internal",
+            **SECRETS,
+        },
+        "children": {
+            "langfuse_lb": {"hosts": {"lb1": {"llmops_private_address": "10.9.0.10"}}},
+            "langfuse_app": {"hosts": {"app1": {"llmops_private_address": "10.9.0.11"},
+                                       "app2": {"llmops_private_address": "10.9.0.12"}}},
+            "postgres_primary": {"hosts": {"pg1": {"llmops_private_address": "10.9.0.21"}}},
+            "postgres_replica": {"hosts": {"pg2": {"llmops_private_address": "10.9.0.22"}}},
+            "redis": {"hosts": {"redis1": {"llmops_private_address": "10.9.0.31"}}},
+        },
+    }
+}
+
+
+def with_groups(**groups):
+    """A copy of the good inventory with some groups replaced ({group: {host: vars}})."""
+    inventory = copy.deepcopy(GOOD)
+    for group, hosts in groups.items():
+        inventory["all"]["children"][group] = {"hosts": hosts}
+    return inventory
+
+
+def host_vars(group, host, **variables):
+    inventory = copy.deepcopy(GOOD)
+    inventory["all"]["children"][group]["hosts"][host].update(variables)
+    return inventory
+
+
+# (id, extra vars, inventory or None for the good one, what the message must say)
+CASES = [
+    ("floating-release", {"langfuse_version": "latest"}, None,
+     "langfuse_version latest is not an exact release"),
+    ("floating-image", {"langfuse_web_image": "docker.langfuse.com/langfuse/langfuse:4"}, None,
+     "These images have no fixed tag or digest: docker.langfuse.com/langfuse/langfuse:4"),
+    ("short-nextauth-secret", {"langfuse_nextauth_secret": "short"}, None,
+     "langfuse_nextauth_secret is shorter than 32 characters"),
+    ("short-salt", {"langfuse_salt": "salt-0123456789"}, None, "langfuse_salt is shorter than 32 characters"),
+    ("encryption-key-16", {"langfuse_encryption_key": "0123456789abcdef"}, None,
+     "langfuse_encryption_key must be exactly 64 hexadecimal characters"),
+    ("redis-password-5", {"llmops_redis_password": "abcde"}, None, "redis_langfuse_password must be set"),
+    ("postgresql-password-short", {"llmops_postgresql_password": "short-pw-1"}, None,
+     "postgresql_langfuse_password (the Langfuse user) is shorter than 16 characters"),
+    ("clickhouse-password-short", {"langfuse_clickhouse_password": "ch-short"}, None,
+     "langfuse_clickhouse_password is shorter than 16 characters"),
+    ("s3-secret-short", {"langfuse_s3_secret_key": "s3-short"}, None,
+     "langfuse_s3_secret_key is shorter than 16 characters"),
+    ("s3-access-key-format", {"langfuse_s3_access_key": "bad key/with spaces"}, None,
+     "langfuse_s3_access_key must be 3 to 128 characters"),
+    ("eviction-policy", {"redis_maxmemory_policy": "allkeys-lru"}, None, "noeviction"),
+    ("two-primaries", {}, with_groups(postgres_primary={"pg1": {"llmops_private_address": "10.9.0.21"},
+                                                        "pg3": {"llmops_private_address": "10.9.0.23"}}),
+     "exactly one host in postgres_primary (it has 2)"),
+    ("replica-major-version", {}, host_vars("postgres_replica", "pg2", postgresql_version=16,
+                                            postgresql_apt_source="pgdg"),
+     "pg2 would run PostgreSQL 16, its primary pg1 runs 15"),
+    ("no-database-host", {}, with_groups(postgres_primary={}, postgres_replica={}),
+     "langfuse_database_host is empty: the inventory has no postgres_primary host"),
+    ("malformed-rate-limit", {"nginx_rate_limit_zones": [{"name": "per_client", "key": "$binary_remote_addr",
+                                                          "rate": "fast", "size": "10m"}]}, None, "rate"),
+    ("certificate-without-key", {"nginx_tls_source": "files", "nginx_tls_cert_src": "/etc/hostname",
+                                 "nginx_tls_key_src": ""}, None, "nginx_tls_key_src"),
+    ("ssh-port-out-of-range", {"common_firewall_ssh_port": 70000}, None, "common_firewall_ssh_port is not 1-65535"),
+    ("unknown-group", {"common_firewall_rules": [{"name": "x", "port": 9100, "sources": ["no_such_group"]}]}, None,
+     "source 'no_such_group' is neither an IP address/CIDR nor an inventory group or host"),
+    ("firewall-protocol", {"common_firewall_rules": [{"name": "x", "port": 9100, "proto": "sctp",
+                                                      "sources": ["10.0.0.0/8"]}]}, None,
+     "value of proto must be one of: tcp, udp, got: sctp"),
+    ("firewall-port-range", {"common_firewall_rules": [{"name": "x", "port": 70000, "sources": ["10.0.0.0/8"]}]},
+     None, "port 70000 is not a port number"),
+    ("sysctl-name", {"common_sysctls": {"not a key": 1}}, None, "common_sysctls has keys that are not kernel"),
+    ("same-web-and-worker-port", {"langfuse_worker_port": 3000}, None, "their ports must differ"),
+    ("bucket-name", {"langfuse_s3_bucket": "Bad_Bucket"}, None, "langfuse_s3_bucket must be a valid bucket name"),
+    ("public-url", {"llmops_public_url": "langfuse.example.com"}, None, "is not an http(s) URL"),
+    ("init-user-without-password", {"langfuse_init_org_id": "org", "langfuse_init_user_email": "a@b.c"}, None,
+     "Headless initialisation is incomplete"),
+    ("major-version-mismatch", {"langfuse_major_version": 3}, None, "does not belong to langfuse_major_version 3"),
+    ("sentinel-with-two-hosts", {"llmops_redis_ha": "sentinel", "llmops_redis_sentinel_password": "sen-Test-7Gh2Jk5Lq8Wz",
+                                 "redis_replication_password": "rep-Test-5Vb8Nm2Qw4Er",
+                                 "redis_sentinel_auth_password": "sau-Test-9Xc3Vb6Nm1Kl"},
+     with_groups(redis={"redis1": {"llmops_private_address": "10.9.0.31"},
+                        "redis2": {"llmops_private_address": "10.9.0.32"}}), "three"),
+    ("pgbouncer-port", {"llmops_pgbouncer_enabled": True, "postgresql_pgbouncer_port": 5432}, None,
+     "postgresql_pgbouncer_port must differ from postgresql_port"),
+    ("drain-every-app-host", {"nginx_drained_hosts": ["app1", "app2"]}, None, "leave at least one of them in service"),
+    ("clickhouse-host-not-an-app-host", {"langfuse_clickhouse_host": "pg1"}, None,
+     "langfuse_clickhouse_host (pg1) must be a host of the langfuse_app group"),
+    ("wal-level-minimal", {"postgresql_parameters": {"wal_level": "minimal"}}, None,
+     "Streaming replication needs wal_level replica or logical"),
+]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    top = tmp_path_factory.mktemp("preflight")
+    (top / "ansible_collections" / "llmops").mkdir(parents=True)
+    (top / "ansible_collections" / "llmops" / "langfuse").symlink_to(ROOT, target_is_directory=True)
+    return top
+
+
+def preflight(workdir, name, inventory, extra):
+    case = workdir / name
+    case.mkdir(exist_ok=True)
+    (case / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    (case / "extra.json").write_text(json.dumps(extra))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(workdir), ANSIBLE_GATHERING="smart",
+               ANSIBLE_CACHE_PLUGIN="ansible.builtin.jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(workdir / "facts"),
+               ANSIBLE_CACHE_PLUGIN_TIMEOUT="3600", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_HOST_PATTERN_MISMATCH="ignore")
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
+    res = subprocess.run(["ansible-playbook", "-i", str(case / "hosts.yml"), str(PLAYBOOK), "-e", f"@{case / 'extra.json'}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=case, check=False)
+    return res.returncode, res.stdout
+
+
+def changed_counts(output):
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+def flat(text):
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def good_run(workdir):
+    """The control: the good inventory passes (and fills the fact cache for the cases)."""
+    return preflight(workdir, "good", GOOD, {})
+
+
+def test_the_good_inventory_passes_and_changes_nothing(good_run):
+    code, out = good_run
+    assert code == 0, out[-3000:]
+    counts = changed_counts(out)
+    assert set(counts) == {"lb1", "app1", "app2", "pg1", "pg2", "redis1"} and not any(counts.values()), counts
+
+
+def test_there_are_at_least_25_bad_inputs():
+    assert len(CASES) >= 25
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.fixture(scope="module")
+def bad_runs(workdir, good_run):
+    assert good_run[0] == 0, "the control failed: see test_the_good_inventory_passes_and_changes_nothing"
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(preflight, workdir, name, inventory or GOOD, extra)
+                   for name, extra, inventory, _expected in CASES}
+        return {name: fut.result() for name, fut in futures.items()}
+
+
+@pytest.mark.parametrize("name, extra, inventory, expected", CASES, ids=[c[0] for c in CASES])
+def test_a_bad_input_is_refused_before_any_change(bad_runs, name, extra, inventory, expected):
+    code, out = bad_runs[name]
+    assert code != 0, f"{name} passed the preflight:\n{out[-2000:]}"
+    assert expected in flat(out), f"{name}: the message does not say '{expected}':\n{out[-3000:]}"
+    assert not any(changed_counts(out).values()), changed_counts(out)
