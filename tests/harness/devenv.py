@@ -147,12 +147,13 @@ def ensure_docker() -> None:
 APT_CACHE_PORT = 3142
 
 
-def _docker_bridge_address() -> str:
-    """The address of the outer engine's docker0 bridge: every test host can reach it, whatever
-    user-defined network it is on (it is an address of this machine)."""
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "docker0"], stdout=subprocess.PIPE,
+def _machine_address() -> str:
+    """This machine's address on its default route: every test host reaches it, whatever network
+    it is on. (Not docker0's 172.17.0.1: an app host runs its own engine, whose docker0 has that
+    address too, so the name would point back into the test host.)"""
+    out = subprocess.run(["ip", "-4", "route", "get", "1.1.1.1"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, check=False).stdout.split()
-    return out[out.index("inet") + 1].split("/")[0] if "inet" in out else ""
+    return out[out.index("src") + 1] if "src" in out else ""
 
 
 def _port_answers(host: str, port: int) -> bool:
@@ -166,15 +167,15 @@ def _port_answers(host: str, port: int) -> bool:
 
 
 def ensure_apt_cache() -> dict:
-    """Debian's apt-cacher-ng on this machine, bound to the docker0 bridge, so that
+    """Debian's apt-cacher-ng on this machine, bound to its default-route address, so that
     test hosts download each Debian package once across scenarios (real packages, real installs;
     the proxy only caches the downloads). Returns LLMOPS_APT_PROXY for the inventories
     (common_apt_proxy); LLMOPS_APT_PROXY=off disables it."""
     if os.environ.get("LLMOPS_APT_PROXY") == "off":
         return {"LLMOPS_APT_PROXY": ""}
-    bridge = _docker_bridge_address()
+    bridge = _machine_address()
     if not bridge:
-        log("no docker0 bridge address: test hosts download from the Debian mirror directly")
+        log("no default route: test hosts download from the Debian mirror directly")
         return {"LLMOPS_APT_PROXY": ""}
     if not _port_answers(bridge, APT_CACHE_PORT):
         ensure_packages(["apt-cacher-ng"])
@@ -187,6 +188,11 @@ def ensure_apt_cache() -> dict:
         (home / "conf" / "acng.conf").write_text(
             f"CacheDir: {home / 'cache'}\nLogDir: {home / 'log'}\nSupportDir: /usr/lib/apt-cacher-ng\n"
             f"Port: {APT_CACHE_PORT}\nBindAddress: {bridge}\nExThreshold: 4\nReportPage: acng-report.html\n")
+        pidfile = home / "run" / "pid"
+        if pidfile.exists():  # an earlier daemon, bound to an address that is not this one
+            subprocess.run(as_root(["kill", pidfile.read_text().strip()]), check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         log(f"starting apt-cacher-ng on {bridge}:{APT_CACHE_PORT} (cache {home / 'cache'})")
         run(as_root(["/usr/sbin/apt-cacher-ng", "-c", home / "conf", f"pidfile={home / 'run' / 'pid'}",
                      f"SocketPath={home / 'run' / 'socket'}", "foreground=0"]), check=False)
