@@ -74,7 +74,7 @@ class _Reader:
             return None if size < 0 else self.exact(size).decode("utf-8", "replace")
         if kind == b"*":
             size = int(rest)
-            return None if size < 0 else [self.reply() for _ in range(size)]
+            return None if size < 0 else [self.reply() for _index in range(size)]
         raise RedisUnreachable("not a Redis reply: %r" % line[:80])
 
 

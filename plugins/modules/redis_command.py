@@ -65,6 +65,8 @@ options:
         task can explain the failure.
     type: bool
     default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: partial
@@ -73,8 +75,10 @@ attributes:
       module reports RV(status=skipped).
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 notes:
-  - The module never reports a change: the caller knows what its command changes and says so
+  - The module never reports a change. The caller knows what its command changes and says so
     with C(changed_when).
 """
 

@@ -17,7 +17,6 @@ compared with diff), followed by the ratios and the 10 slowest tasks of each run
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

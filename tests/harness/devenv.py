@@ -196,7 +196,7 @@ def ensure_apt_cache() -> dict:
         log(f"starting apt-cacher-ng on {bridge}:{APT_CACHE_PORT} (cache {home / 'cache'})")
         run(as_root(["/usr/sbin/apt-cacher-ng", "-c", home / "conf", f"pidfile={home / 'run' / 'pid'}",
                      f"SocketPath={home / 'run' / 'socket'}", "foreground=0"]), check=False)
-        for _ in range(30):
+        for _attempt in range(30):
             if _port_answers(bridge, APT_CACHE_PORT):
                 break
             time.sleep(0.5)

@@ -35,7 +35,7 @@ class Finding:
 
 def forms(value: str) -> set[str]:
     """The value and the encodings under which it could appear in a URL, a DSN or a log."""
-    return {f for f in {value, quote(value, safe=""), quote(value, safe="/"), quote_plus(value)} if f}
+    return {f for f in (value, quote(value, safe=""), quote(value, safe="/"), quote_plus(value)) if f}
 
 
 def secrets_from_inventory(hostvars: dict) -> dict[str, str]:
@@ -159,7 +159,7 @@ sys.stdout.write('\n'.join(sorted(seen)))
         threads = []
         for container, proc in self._procs.items():
             def finish(c=container, p=proc):
-                out, _ = p.communicate(input="stop\n", timeout=60)
+                out, _err = p.communicate(input="stop\n", timeout=60)
                 self.command_lines[c] = set(out.splitlines())
             thread = threading.Thread(target=finish)
             thread.start()

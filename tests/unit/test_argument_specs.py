@@ -59,9 +59,10 @@ def test_options_are_documented_and_prefixed(role):
     for entry, spec in load(role / "meta" / "argument_specs.yml")["argument_specs"].items():
         for name, option in (spec.get("options") or {}).items():
             assert option.get("description"), f"{entry}.{name} has no description"
-            # parameters of the other entry points are internal to the caller-callee pair: _<role>_*
-            prefix = f"{role.name}_" if entry in ("main", "preflight") else f"_{role.name}_"
-            assert name.startswith(prefix), f"{entry}.{name} is not prefixed with {prefix}"
+            # settings are <role>_*; parameters one role passes to another's entry point are
+            # _<role>_* (internal to the caller-callee pair), never on main or preflight
+            prefixes = (f"{role.name}_",) if entry in ("main", "preflight") else (f"{role.name}_", f"_{role.name}_")
+            assert name.startswith(prefixes), f"{entry}.{name} is not prefixed with {' or '.join(prefixes)}"
 
 
 SECRET_WORDS = ("password", "secret", "salt", "encryption_key", "private_key")

@@ -28,9 +28,13 @@ SECRETS = {
     "langfuse_salt": "salt-Test-Qw8Er5Ty2Ui9Op6As3Df1Gh4Jk7Lz",
     "langfuse_nextauth_secret": "nextauth-Test-Zx4Cv7Bn2Mq9Wl6Er3Tp8Yu5Io",
     "langfuse_encryption_key": "3f9c1e7a5b2d8f4061c9e3a7b5d2f8e4a1c6b9d3e7f2a5c8b4d1e6f9a3c7b2e5",
-    "langfuse_clickhouse_password": "ch-Test-6Yt3Re8Wq1Az5Sx",
-    "langfuse_s3_access_key": "s3TestAccessKey01",
-    "langfuse_s3_secret_key": "s3-Test-Secret-2Mk7Nj4Bh9Vg",
+    "llmops_clickhouse_password": "ch-Test-6Yt3Re8Wq1Az5Sx",
+    "llmops_s3_access_key": "s3TestAccessKey01",
+    "llmops_s3_secret_key": "s3-Test-Secret-2Mk7Nj4Bh9Vg",
+    "backup_s3_access_key": "backupTestAccess01",
+    "backup_s3_secret_key": "backup-Test-Secret-8Rt3Yu6",
+    "backup_logical_passphrase": "dump-Test-Passphrase-4Kd9Lm2Q",
+    "backup_pgbackrest_cipher_passphrase": "pgbr-Test-Passphrase-7Hx2Vb5N",
 }
 GOOD = {
     "all": {
@@ -38,6 +42,8 @@ GOOD = {
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,
             "nginx_server_name": "langfuse.test.internal",
+            "backup_s3_endpoint": "https://backup.test.internal:9000",
+            "backup_s3_bucket": "langfuse-backups",
             **SECRETS,
         },
         "children": {
@@ -68,6 +74,11 @@ def host_vars(group, host, **variables):
 
 # (id, extra vars, inventory or None for the good one, what the message must say)
 CASES = [
+    ("backup-without-target", {"backup_s3_endpoint": ""}, None, "upload to S3: set backup_s3_endpoint"),
+    ("backup-passphrase-short", {"backup_logical_passphrase": "short-passphrase"}, None,
+     "Set backup_logical_passphrase and backup_pgbackrest_cipher_passphrase to at least 20 characters"),
+    ("pgbackrest-over-plain-http", {"backup_s3_endpoint": "http://backup.test.internal:9000"}, None,
+     "speaks S3 over TLS only"),
     ("floating-release", {"langfuse_version": "latest"}, None,
      "langfuse_version latest is not an exact release"),
     ("floating-image", {"langfuse_web_image": "docker.langfuse.com/langfuse/langfuse:4"}, None,

@@ -37,7 +37,7 @@ class Handler(socketserver.StreamRequestHandler):
         if not header:
             return None
         args = []
-        for _ in range(int(header[1:])):
+        for _arg in range(int(header[1:])):
             size = int(self.rfile.readline()[1:])
             args.append(self.rfile.read(size + 2)[:-2].decode())
         return args
@@ -140,13 +140,13 @@ def test_tls_with_the_ca(module, tls_server):
 
 
 def test_tls_without_the_ca_fails_the_handshake(module, tls_server):
-    port, _ = tls_server
+    port, _ca = tls_server
     result = module.run_command(params(port, tls=True))
     assert result["status"] == "unreachable" and "TLS handshake" in result["msg"]
 
 
 def test_plaintext_against_a_tls_port_gets_no_reply(module, tls_server):
-    port, _ = tls_server
+    port, _ca = tls_server
     assert module.run_command(params(port))["status"] == "unreachable"
 
 

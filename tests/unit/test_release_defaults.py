@@ -49,5 +49,5 @@ def test_no_file_names_a_release_that_does_not_exist():
     offenders = [str(p.relative_to(ROOT)) for p in ROOT.glob("**/*")
                  if p.is_file() and p.suffix in (".yml", ".md", ".py", ".j2") and ".git" not in p.parts
                  and re.search(r"\b4\.56\.0\b", p.read_text(errors="replace"))
-                 and p.name != "test_release_defaults.py"]
+                 and p.name != "test_release_defaults.py" and "changelogs" not in p.parts]
     assert not offenders, offenders

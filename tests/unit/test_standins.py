@@ -224,3 +224,116 @@ def test_clickhouse_statements_and_errors(tmp_path):
         assert err.value.code == code
     status, text = ch.CHError(516, "lf: Authentication failed").render()
     assert status == 403 and text.startswith("Code: 516. DB::Exception: lf: Authentication failed")
+
+
+# --------------------------------------------------------------------------- S3 stand-in: what pgBackRest and rclone send
+def _signed_environ(method, path, query="", body=b"", extra=None, secret="secret-123"):
+    url = f"https://s3.test:9443{path}" + (f"?{query}" if query else "")
+    headers = sigv4.sign_request(method, url, "langfuse", secret, "us-east-1", body=body, headers=extra or {})
+    environ = _environ(method, path, query, headers)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["wsgi.input"] = __import__("io").BytesIO(body)
+    return environ
+
+
+def _through_gate(environ):
+    seen = {}
+
+    def inner(env, start_response):
+        seen["body"] = env["wsgi.input"].read(int(env.get("CONTENT_LENGTH") or 0))
+        seen["query"] = env["QUERY_STRING"]
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    statuses = []
+    out = b"".join(s3.Gate(inner, "langfuse", "secret-123", None)(environ, lambda st, h, e=None: statuses.append(st)))
+    return statuses[0], out, seen
+
+
+@pytest.mark.parametrize("method,path,query,body,extra", [
+    ("GET", "/backups", "list-type=2&prefix=pgbackrest%2Farchive%2F&delimiter=%2F", b"", None),   # ListObjectsV2
+    ("POST", "/backups/big.dump", "uploads=", b"", None),                                      # CreateMultipartUpload
+    ("PUT", "/backups/big.dump", "partNumber=1&uploadId=abc", b"x" * 1000, None),               # UploadPart
+    ("POST", "/backups", "delete=", b"<Delete><Object><Key>a</Key></Object></Delete>", None),   # DeleteObjects
+    ("HEAD", "/backups/pgbackrest/backup.info", "", b"", None),                                  # HEAD
+    ("GET", "/backups/pgbackrest/backup.info", "", b"", {"Range": "bytes=0-99"}),               # ranged GET
+])
+def test_s3_gate_passes_what_pgbackrest_and_rclone_send(method, path, query, body, extra):
+    status, out, seen = _through_gate(_signed_environ(method, path, query, body, extra))
+    assert status.startswith("200"), out
+    assert seen["body"] == body and seen["query"] == query
+
+
+def test_s3_gate_refuses_a_body_that_does_not_match_its_signed_hash():
+    environ = _signed_environ("PUT", "/backups/k", body=b"original")
+    environ["wsgi.input"] = __import__("io").BytesIO(b"tampered")
+    status, out, seen = _through_gate(environ)
+    assert status.startswith("400") and b"XAmzContentSHA256Mismatch" in out and not seen
+
+
+def test_s3_gate_refuses_a_wrong_secret_for_every_operation():
+    status, out, _headers = _through_gate(_signed_environ("POST", "/backups", "delete=", b"<Delete/>", secret="wrong"))
+    assert status.startswith("403") and b"SignatureDoesNotMatch" in out
+
+
+def test_s3_answers_always_carry_a_content_length():
+    def no_length(env, start_response):
+        start_response("200 OK", [("ETag", '"x"')])
+        return [b"ab", b"c"]
+
+    seen = []
+    body = s3.with_length(no_length, {"REQUEST_METHOD": "PUT"}, lambda st, h, e=None: seen.append(h))
+    assert body == [b"abc"] and ("Content-Length", "3") in seen[0]
+    assert s3.with_length(no_length, {"REQUEST_METHOD": "HEAD"}, lambda st, h, e=None: None) == [b""]
+
+
+def test_s3_unsigned_payload_is_not_hashed():
+    environ = _signed_environ("PUT", "/backups/k", body=b"data")
+    environ["HTTP_X_AMZ_CONTENT_SHA256"] = "UNSIGNED-PAYLOAD"
+    assert s3.check_payload(environ) is None
+
+
+# --------------------------------------------------------------------------- ClickHouse stand-in: BACKUP wiring
+@pytest.fixture()
+def fake_s3():
+    """A local HTTP server that answers like S3: 200 for the right signature, 403 otherwise."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.server.seen.append(self.path)
+            path, _sep, query = self.path.partition("?")
+            ok, _reason = sigv4.verify("GET", path, query, dict(self.headers), "s3-secret")
+            self.send_response(200 if ok else 403)
+            body = b"<ListBucketResult/>" if ok else b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def test_clickhouse_backup_checks_the_s3_target_then_refuses(fake_s3, capsys):
+    url = f"http://127.0.0.1:{fake_s3.server_port}/backups/clickhouse/clickhouse-default-20261201T020000Z/"
+    with pytest.raises(ch.CHError) as err:
+        ch.execute(None, f"BACKUP DATABASE `default` TO S3('{url}', 'lf-key', 's3-secret')", "", "default", "lf", {})
+    assert err.value.code == 48 and "credentials accepted" in str(err.value)
+    assert fake_s3.seen and fake_s3.seen[0].startswith("/backups?")
+    assert "prefix=clickhouse%2Fclickhouse-default-20261201T020000Z%2F" in fake_s3.seen[0]
+    logged = capsys.readouterr().out
+    assert "[HIDDEN]" in logged and "s3-secret" not in logged
+    with pytest.raises(ch.CHError) as err:
+        ch.execute(None, f"RESTORE DATABASE default AS restored FROM S3('{url}', 'lf-key', 'wrong')", "",
+                   "default", "lf", {})
+    assert err.value.code == 499 and "SignatureDoesNotMatch" in str(err.value)
+    with pytest.raises(ch.CHError) as err:
+        ch.execute(None, "BACKUP DATABASE default TO S3('http://127.0.0.1:1/b/x/', 'k', 's')", "", "default", "lf", {})
+    assert err.value.code == 499 and "unreachable" in str(err.value)

@@ -25,14 +25,14 @@ def _var(group: str, name: str) -> str:
     return str(_INVENTORY[group][name]).replace("$$", "$")
 
 
-PG_PASSWORD = _var("all", "postgresql_langfuse_password")
+PG_PASSWORD = _var("all", "llmops_postgresql_password")
 PUBLIC_KEY = _var("langfuse_app", "langfuse_init_project_public_key")
 SECRET_KEY = _var("langfuse_app", "langfuse_init_project_secret_key")
-CH_PASSWORD = _var("langfuse_app", "langfuse_clickhouse_password")
+CH_PASSWORD = _var("langfuse_app", "llmops_clickhouse_password")
 SECRETS = [PG_PASSWORD, urllib.parse.quote(PG_PASSWORD, safe=""), CH_PASSWORD, SECRET_KEY,
-           _var("all", "redis_langfuse_password"), _var("all", "redis_admin_password")] + [
+           _var("all", "llmops_redis_password"), _var("all", "redis_admin_password")] + [
     _var("langfuse_app", name) for name in (
-        "langfuse_salt", "langfuse_nextauth_secret", "langfuse_encryption_key", "langfuse_s3_secret_key",
+        "langfuse_salt", "langfuse_nextauth_secret", "langfuse_encryption_key", "llmops_s3_secret_key",
         "langfuse_init_user_password")]
 
 
@@ -205,7 +205,7 @@ def test_wrong_redis_password_fails_with_a_message_naming_redis(app, hosts):
     assert run.returncode != 0
     redis_addr = address(hosts[REDIS])
     assert (f"Redis at {redis_addr}:6379 refused the langfuse user's password (WRONGPASS): check "
-            "redis_langfuse_password") in flat(run.stdout), run.stdout[-3000:]
+            "llmops_redis_password") in flat(run.stdout), run.stdout[-3000:]
     assert "wrong-password-0123456789" not in run.stdout
     counters = recap(run.stdout)[APP]
     assert counters["failed"] == 1 and counters["changed"] == 0, counters

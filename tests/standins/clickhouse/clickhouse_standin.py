@@ -47,6 +47,7 @@ ERRORS = {
     117: ("INCORRECT_DATA", 400),
     139: ("NO_ELEMENTS_IN_CONFIG", 500),
     164: ("READONLY", 500),
+    499: ("S3_ERROR", 500),
     516: ("AUTHENTICATION_FAILED", 403),
 }
 READ_ONLY = re.compile(r"^\s*(SELECT|SHOW|EXISTS|DESCRIBE|DESC|WITH|EXPLAIN)\b", re.I)
@@ -179,6 +180,64 @@ def render(rows: list[list], names: list[str], fmt: str | None) -> str:
     return "".join("\t".join(str(v) for v in r) + "\n" for r in rows)
 
 
+BACKUP_S3 = re.compile(
+    r"^(?P<kind>BACKUP|RESTORE)\s+(?P<what>DATABASE|TABLE)\s+(?P<name>\S+)(?:\s+AS\s+(?P<as>\S+))?\s+"
+    r"(?P<dir>TO|FROM)\s+S3\(\s*'(?P<url>(?:[^'\\]|\\.)*)'\s*"
+    r"(?:,\s*'(?P<key>(?:[^'\\]|\\.)*)'\s*,\s*'(?P<secret>(?:[^'\\]|\\.)*)'\s*)?\)", re.I | re.S)
+
+
+def unquote(value: str) -> str:
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def probe_s3(url: str, key: str, secret: str, ca_file: str | None) -> tuple[int, str]:
+    """A signed ListObjectsV2 (max-keys=1) on the bucket of an S3(...) URL: (HTTP status, S3 error code).
+    Raises OSError when the endpoint is unreachable."""
+    import ssl  # noqa: PLC0415
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import sigv4  # noqa: PLC0415  (copied next to this file in the image)
+    parts = urllib.parse.urlsplit(url)
+    bucket, _sep, prefix = parts.path.lstrip("/").partition("/")
+    query = urllib.parse.urlencode({"list-type": "2", "max-keys": "1", "prefix": prefix})
+    target = f"{parts.scheme}://{parts.netloc}/{bucket}?{query}"
+    headers = sigv4.sign_request("GET", target, key, secret, "us-east-1")
+    context = ssl.create_default_context(cafile=ca_file) if parts.scheme == "https" else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(target, headers=headers), timeout=10,
+                                    context=context) as resp:
+            return resp.status, ""
+    except urllib.error.HTTPError as exc:
+        found = re.search(r"<Code>([^<]+)</Code>", exc.read().decode(errors="replace"))
+        return exc.code, found.group(1) if found else ""
+
+
+def backup_or_restore(sql: str, env: dict) -> None:
+    """BACKUP/RESTORE ... TO/FROM S3('url', 'key', 'secret'): the stand-in cannot write or read a
+    backup, but it checks the wiring a real server depends on - the statement parses, the
+    endpoint answers, the bucket exists and the credentials are accepted - and then fails with
+    NOT_IMPLEMENTED. Logged with the secret masked, as ClickHouse masks it in its logs."""
+    m = BACKUP_S3.match(sql)
+    if not m or m.group("key") is None:
+        raise CHError(48, "BACKUP/RESTORE is not implemented by the ClickHouse stand-in (tests only)")
+    url, key, secret = unquote(m.group("url")), unquote(m.group("key")), unquote(m.group("secret"))
+    shown = f"{m.group('kind').upper()} {m.group('what').upper()} {m.group('name')} {m.group('dir').upper()} " \
+            f"S3('{url}', '{key}', '[HIDDEN]')"
+    try:
+        status, code = probe_s3(url, key, secret, env.get("CLICKHOUSE_STANDIN_CA_FILE") or None)
+    except OSError as exc:
+        log(f"{shown}: S3 endpoint unreachable: {exc}")
+        raise CHError(499, f"S3 endpoint of {url} is unreachable: {exc}") from None
+    if status >= 300:
+        log(f"{shown}: S3 answered {status} {code}")
+        raise CHError(499, f"Message: {code or status}, bucket of {url}: the S3 target refused the request")
+    log(f"{shown}: S3 target verified (bucket reachable, credentials accepted); not executed (stand-in)")
+    raise CHError(48, f"{m.group('kind').upper()} to/from S3 target {url}: bucket reachable and credentials "
+                      "accepted, but writing or reading a backup is not implemented by the ClickHouse stand-in "
+                      "(tests only)")
+
+
 def execute(store: Store, sql: str, data: str, db: str, user: str, env: dict) -> str:
     """Run one statement of the small dialect the stand-in knows."""
     sql = re.sub(r"--[^\n]*", "", sql).strip().rstrip(";").strip()
@@ -188,7 +247,7 @@ def execute(store: Store, sql: str, data: str, db: str, user: str, env: dict) ->
     if not cluster_ok and (re.search(r"\bON\s+CLUSTER\b", sql, re.I) or re.search(r"\bReplicated\w*MergeTree", sql)):
         raise CHError(139, "There is no Zookeeper configuration in server config")
     if re.match(r"^(BACKUP|RESTORE)\b", sql, re.I):
-        raise CHError(48, "BACKUP/RESTORE is not implemented by the ClickHouse stand-in (tests only)")
+        backup_or_restore(sql, env)
     body, fmt = split_format(sql)
     tables = store.data["tables"]
     m = re.fullmatch(r"SELECT\s+(-?\d+(?:\.\d+)?)", body, re.I)

@@ -8,12 +8,17 @@ answers (InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied). It also answe
 health endpoints (/minio/health/live, /minio/health/ready, /minio/health/cluster) and creates
 the buckets listed in STANDIN_BUCKETS (comma or space separated) at start.
 
+Every answer carries a Content-Length (moto leaves it out on some). A signed payload hash
+(x-amz-content-sha256 other than UNSIGNED-PAYLOAD / STREAMING-*) is checked against the body, as
+S3 and MinIO do (XAmzContentSHA256Mismatch).
+
 Accepts the MinIO command line (`[minio] server [--address :9000] [--console-address :9001]
 DIR...`); DIR is ignored: objects live in memory and are lost when the container stops.
 """
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import os
 import re
@@ -115,6 +120,23 @@ def authorise(environ: dict, user: str, password: str, region: str | None) -> tu
     return None
 
 
+def check_payload(environ: dict) -> tuple[str, bytes] | None:
+    """S3 verifies a signed payload hash against the body; a mismatch is 400 XAmzContentSHA256Mismatch.
+    The body is read once and put back for moto."""
+    import io  # noqa: PLC0415
+    declared = environ.get("HTTP_X_AMZ_CONTENT_SHA256", "")
+    if not re.fullmatch(r"[0-9a-f]{64}", declared):
+        return None  # UNSIGNED-PAYLOAD, STREAMING-* (chunk signatures) or absent
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if hashlib.sha256(body).hexdigest() != declared:
+        return s3_error("XAmzContentSHA256Mismatch",
+                        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                        "400 Bad Request")
+    return None
+
+
 def for_moto(environ: dict) -> dict:
     """Make a verified request region-neutral, as MinIO is: moto ties buckets to the signing
     region and refuses CreateBucket with region names such as 'auto' (which Langfuse's docs
@@ -132,6 +154,29 @@ def for_moto(environ: dict) -> dict:
         environ["CONTENT_LENGTH"] = "0"
         environ["wsgi.input"] = io.BytesIO(b"")
     return environ
+
+
+def with_length(app, environ: dict, start_response) -> list[bytes]:
+    """Run the inner app and give its answer a Content-Length when it has none, as S3 always
+    does. moto leaves it out on some answers (an empty 200 to a PUT), so a client (or a TLS
+    proxy in front) would have to read until the server hangs up."""
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"], captured["exc_info"] = status, headers, exc_info
+        return lambda data: captured.setdefault("written", []).append(data)
+
+    result = app(environ, capture)
+    try:
+        body = b"".join(captured.get("written", [])) + b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    headers = [(k, v) for k, v in captured["headers"] if k.lower() != "transfer-encoding"]
+    if not any(k.lower() == "content-length" for k, _v in headers):
+        headers.append(("Content-Length", str(len(body))))
+    start_response(captured["status"], headers, captured["exc_info"])
+    return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
 
 
 class Gate:
@@ -157,13 +202,13 @@ class Gate:
                 body = b"Not Found"
                 logged_start("404 Not Found", [("Content-Length", str(len(body)))])
                 return [body]
-            denied = authorise(environ, self.user, self.password, self.region)
+            denied = authorise(environ, self.user, self.password, self.region) or check_payload(environ)
             if denied:
                 status, body = denied
                 logged_start(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
                                       ("Server", "s3-standin")])
                 return [body]
-            return self.app(for_moto(environ), logged_start)
+            return with_length(self.app, for_moto(environ), logged_start)
         finally:
             query = environ.get("QUERY_STRING", "")
             log(f'{environ.get("REMOTE_ADDR", "-")} "{method} {path}{"?" + query if query else ""}" '
