@@ -109,3 +109,29 @@ def test_invalid_rule_fails_before_any_change(hosts, rule, message):
     assert set(counters) == set(hosts)
     assert all(c["changed"] == 0 and c["failed"] == 1 for c in counters.values()), counters
     assert before == {name: h.check_output("nft list ruleset") for name, h in hosts.items()}
+
+
+def test_security_updates_take_the_security_archive_only_and_never_reboot(hosts):
+    """unattended-upgrades itself (a dry run) reads the role's origins and blacklist; the apt
+    timers that run it are active; no reboot is configured."""
+    for host in hosts.values():
+        codename = host.system_info.codename
+        run = host.run("unattended-upgrade --dry-run --debug")
+        assert run.rc == 0, run.stderr
+        out = run.stdout + run.stderr
+        origins = [line for line in out.splitlines() if "Allowed origins are:" in line]
+        assert origins, out[-2000:]
+        allowed = set(origins[0].split("Allowed origins are:", 1)[1].strip().split(", "))
+        # Debian's default also takes the point releases (label=Debian): cleared by the role
+        assert allowed == {f"origin=Debian,codename={codename},label=Debian-Security",
+                           f"origin=Debian,codename={codename}-security,label=Debian-Security"}, allowed
+        assert "Initial blacklist: postgresql-[0-9]+$ pgbouncer$ redis-server$ valkey-server$ docker containerd" in out
+        config = host.check_output("apt-config dump")
+        assert 'Unattended-Upgrade::Automatic-Reboot "false";' in config
+        assert "Automatic-Reboot-Time" not in config
+        assert 'APT::Periodic::Unattended-Upgrade "1";' in config
+        for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+            assert host.service(timer).is_enabled and host.service(timer).is_running, timer
+        # needrestart reports (batch mode) and is configured to restart nothing
+        assert host.run("needrestart -b").rc == 0
+        assert "$nrconf{restart} = 'l';" in host.file("/etc/needrestart/conf.d/llmops.conf").content_string

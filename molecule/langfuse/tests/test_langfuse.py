@@ -152,6 +152,26 @@ def test_environment_as_the_containers_see_it(app, app_addr, hosts):
     assert web["LANGFUSE_MIGRATION_V4_WRITE_MODE"] == worker["LANGFUSE_MIGRATION_V4_WRITE_MODE"] == "dual"
 
 
+def test_web_and_worker_run_with_their_limits_and_node_heap(app):
+    """web: the role's defaults (2 CPUs, 4g, heap 75% = 3072 MiB); worker: the scenario's 1 CPU,
+    1g (heap 768 MiB). The kernel applies them: the containers' own cgroup files say so."""
+    expected = {"langfuse-web": (2, 4 * 1024**3, 3072), "langfuse-worker": (1, 1024**3, 768)}
+    for name, (cpus, memory, heap) in expected.items():
+        host_config = json.loads(app.check_output(f"docker inspect -f '{{{{json .HostConfig}}}}' {name}"))
+        assert (host_config["NanoCpus"], host_config["Memory"]) == (cpus * 10**9, memory), name
+        # cgroup v2 (Debian 12/13 hosts) or v1 (this test machine)
+        limit = app.check_output(f"docker exec {name} sh -c 'cat /sys/fs/cgroup/memory.max 2>/dev/null "
+                                 "|| cat /sys/fs/cgroup/memory/memory.limit_in_bytes'")
+        quota = app.check_output(f"docker exec {name} sh -c 'cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo "
+                                 "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)'")
+        assert limit == str(memory), (name, limit)
+        assert quota.split() == [str(cpus * 100000), "100000"], (name, quota)
+        assert container_env(app, name)["NODE_OPTIONS"] == f"--max-old-space-size={heap}", name
+    # the initial project's retention reaches web (LANGFUSE_INIT_PROJECT_RETENTION), not worker
+    assert container_env(app, "langfuse-web")["LANGFUSE_INIT_PROJECT_RETENTION"] == "30"
+    assert "LANGFUSE_INIT_PROJECT_RETENTION" not in container_env(app, "langfuse-worker")
+
+
 def test_trace_is_ingested_processed_and_read_back(app, app_addr):
     base = f"http://{app_addr}:3000/api/public"
     trace_id = str(uuid.uuid4())
