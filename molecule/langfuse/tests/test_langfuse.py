@@ -148,6 +148,8 @@ def test_environment_as_the_containers_see_it(app, app_addr, hosts):
     assert web["CLICKHOUSE_URL"] == f"http://{app_addr}:8123"
     assert web["CLICKHOUSE_MIGRATION_URL"] == f"clickhouse://{app_addr}:9000"
     assert web["LANGFUSE_S3_EVENT_UPLOAD_ENDPOINT"] == f"http://{app_addr}:9090"
+    # MinIO on the host's file system: key segments within ext4's 255-byte file names
+    assert web["LANGFUSE_S3_EVENT_KEY_MAX_SEGMENT_BYTES"] == worker["LANGFUSE_S3_EVENT_KEY_MAX_SEGMENT_BYTES"] == "255"
     assert web["LANGFUSE_S3_EVENT_UPLOAD_FORCE_PATH_STYLE"] == "true"
     assert web["LANGFUSE_MIGRATION_V4_WRITE_MODE"] == worker["LANGFUSE_MIGRATION_V4_WRITE_MODE"] == "dual"
 
