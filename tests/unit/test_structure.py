@@ -110,3 +110,30 @@ def test_day2_playbooks_only_call_role_entry_points(playbook):
             assert module in DAY2_MODULES, (
                 f"{playbook.name}: task '{task.get('name')}' runs {module}: day-2 playbooks only call role entry "
                 "points (include_role / import_role) and assert")
+
+
+def _tasks_from_calls():
+    """(role, entry point) of every include_role/import_role with tasks_from in playbooks/ and roles/."""
+    calls = set()
+    for path in list((ROOT / "playbooks").glob("*.yml")) + list((ROOT / "roles").glob("*/tasks/*.yml")):
+        text = path.read_text()
+        for match in re.finditer(r"name: (\S+)\n(?:\s+\w+:.*\n)*?\s+tasks_from: (\w+)", text):
+            role, entry = match.group(1).strip("\"'"), match.group(2)
+            calls.add((path.relative_to(ROOT).as_posix(), role, entry))
+    return sorted(calls)
+
+
+def test_every_entry_point_the_playbooks_call_has_an_argument_spec():
+    roles = {p.name for p in (ROOT / "roles").iterdir() if p.is_dir()}
+    missing = []
+    calls = _tasks_from_calls()
+    assert len(calls) > 10, calls  # the scan finds the calls
+    for where, role, entry in calls:
+        names = [role.split(".")[-1]] if role.split(".")[-1] in roles else sorted(roles)  # a templated name: every role
+        for name in names:
+            if not (ROOT / "roles" / name / "tasks" / f"{entry}.yml").exists():
+                continue
+            specs = yaml.safe_load((ROOT / "roles" / name / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+            if entry not in specs:
+                missing.append(f"{name}:{entry} (called from {where})")
+    assert not missing, missing

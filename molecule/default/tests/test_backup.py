@@ -6,11 +6,14 @@ ClickHouse backups are off in the lab (the stand-in cannot execute BACKUP)."""
 import json
 import re
 import uuid
+from pathlib import Path
 
-from conftest import recap, run_playbook
+import yaml
+from conftest import address, recap, run_playbook
 
 PG1, PG2, APP1 = "default-pg1", "default-pg2", "default-app1"
 RESTORE = "../../playbooks/restore.yml"
+VAULT = Path(__file__).resolve().parents[3] / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"
 
 
 def psql(host, query, db="langfuse", port=5432):
@@ -77,6 +80,15 @@ def test_the_event_bucket_copy_holds_what_langfuse_wrote(hosts):
     """The Langfuse stand-in PUTs every ingested event under events/ of the langfuse bucket; the
     bucket job copies them to llmops-backups/buckets/events/ (read back through rclone)."""
     app1 = hosts[APP1]
+    # one ingestion first (this file runs before test_default.py's), straight to app1's web
+    keys = yaml.safe_load(VAULT.read_text())
+    auth = f"{keys['vault_langfuse_init_project_public_key']}:{keys['vault_langfuse_init_project_secret_key']}"
+    batch = {"batch": [{"id": str(uuid.uuid4()), "type": "trace-create", "timestamp": "2026-11-26T12:00:00.000Z",
+                        "body": {"id": str(uuid.uuid4()), "name": "molecule-default-backup"}}]}
+    web = f"http://{address(app1)}:3000/api/public/ingestion"
+    out = app1.run("curl -sS -o /dev/null -w '%%{http_code}' -u %s -H 'Content-Type: application/json' --data %s %s",
+                   auth, json.dumps(batch), web)
+    assert out.stdout.strip() == "207", (out.stdout, out.stderr)
     assert app1.run("systemctl start llmops-backup-buckets.service").rc == 0
     listing = app1.check_output("runuser -u llmops-backup -- rclone --config /etc/llmops-backup/rclone-llmops-backup.conf "
                                 "--ca-cert /etc/ssl/llmops-test-ca.pem lsf -R target:llmops-backups/buckets/events/")
