@@ -117,7 +117,7 @@ def _tasks_from_calls():
     calls = set()
     for path in list((ROOT / "playbooks").glob("*.yml")) + list((ROOT / "roles").glob("*/tasks/*.yml")):
         text = path.read_text()
-        for match in re.finditer(r"name: (\S+)\n(?:\s+\w+:.*\n)*?\s+tasks_from: (\w+)", text):
+        for match in re.finditer(r"name: (.+)\n(?:\s+\w+:.*\n)*?\s+tasks_from: (\w+)", text):
             role, entry = match.group(1).strip("\"'"), match.group(2)
             calls.add((path.relative_to(ROOT).as_posix(), role, entry))
     return sorted(calls)
@@ -129,7 +129,10 @@ def test_every_entry_point_the_playbooks_call_has_an_argument_spec():
     calls = _tasks_from_calls()
     assert len(calls) > 10, calls  # the scan finds the calls
     for where, role, entry in calls:
-        names = [role.split(".")[-1]] if role.split(".")[-1] in roles else sorted(roles)  # a templated name: every role
+        if role.split(".")[-1] in roles:
+            names = [role.split(".")[-1]]
+        else:  # a templated name: the roles of the loop in that file
+            names = sorted(set(re.findall(r"role: llmops\.langfuse\.(\w+)", (ROOT / where).read_text())))
         for name in names:
             if not (ROOT / "roles" / name / "tasks" / f"{entry}.yml").exists():
                 continue
