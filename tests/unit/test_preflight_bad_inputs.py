@@ -6,12 +6,16 @@ address each), so the preflight sees real facts; a good inventory passes first (
 then every case breaks one thing. Facts are gathered once and cached for the other runs.
 """
 import copy
+import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -36,6 +40,27 @@ SECRETS = {
     "backup_logical_passphrase": "dump-Test-Passphrase-4Kd9Lm2Q",
     "backup_pgbackrest_cipher_passphrase": "pgbr-Test-Passphrase-7Hx2Vb5N",
 }
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# external ClickHouse servers for the version gate: the ClickHouse stand-in's HTTP handler, run
+# in this process, one answering SELECT version() with a release older than Langfuse v4 needs
+CH_OLD_PORT, CH_NEW_PORT, CH_CLOSED_PORT = _free_port(), _free_port(), _free_port()
+CH_USER, CH_PASSWORD = "langfuse", "ch-Ext-Test-4Rt8Yu2Io6Pq"
+EXTERNAL_CH = {"langfuse_clickhouse_mode": "external", "langfuse_clickhouse_user": CH_USER,
+               "llmops_clickhouse_password": CH_PASSWORD,
+               "langfuse_clickhouse_migration_url": "clickhouse://127.0.0.1:9000"}
+
+
+def external_ch(port, **extra):
+    return {**EXTERNAL_CH, "langfuse_clickhouse_url": f"http://127.0.0.1:{port}", **extra}
+
+
 GOOD = {
     "all": {
         "vars": {
@@ -85,6 +110,12 @@ CASES = [
     ("memory-limit-format", {"langfuse_worker_mem_limit": "4 GiB"}, None,
      "langfuse_web_mem_limit and langfuse_worker_mem_limit must be sizes"),
     ("retention-two-days", {"langfuse_init_project_retention_days": 2}, None, "Langfuse accepts 3 days"),
+    ("external-clickhouse-too-old", external_ch(CH_OLD_PORT), None,
+     "runs 25.3.2.1; Langfuse v4 needs ClickHouse 25.12 or newer"),
+    ("external-clickhouse-unreachable", external_ch(CH_CLOSED_PORT), None,
+     f"The external ClickHouse at http://127.0.0.1:{CH_CLOSED_PORT} cannot be reached"),
+    ("external-clickhouse-wrong-password", external_ch(CH_NEW_PORT, llmops_clickhouse_password="wrong-Password-0123456"),
+     None, "refused SELECT version() as user langfuse"),
     ("floating-release", {"langfuse_version": "latest"}, None,
      "langfuse_version latest is not an exact release"),
     ("floating-image", {"langfuse_web_image": "docker.langfuse.com/langfuse/langfuse:4"}, None,
@@ -147,6 +178,27 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
+def clickhouse_servers():
+    """Two external ClickHouse stand-ins (25.3.2.1 and 26.4.1.1) with the user langfuse."""
+    servers = []
+    for port, version in ((CH_OLD_PORT, "25.3.2.1"), (CH_NEW_PORT, "26.4.1.1")):
+        spec = importlib.util.spec_from_file_location(
+            f"clickhouse_standin_{port}", ROOT / "tests" / "standins" / "clickhouse" / "clickhouse_standin.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.VERSION = version
+        store = module.Store(Path(f"/tmp/llmops-ch-standin-{port}.json"), "default")
+        users = {CH_USER: {"password": CH_PASSWORD, "local_only": False}}
+        handler = type("Bound", (module.Handler,), {"store": store, "users": users, "env": {}})
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     top = tmp_path_factory.mktemp("preflight")
     (top / "ansible_collections" / "llmops").mkdir(parents=True)
@@ -196,8 +248,15 @@ def test_there_are_at_least_25_bad_inputs():
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
+def test_a_current_external_clickhouse_passes(workdir, good_run, clickhouse_servers):
+    assert good_run[0] == 0, "the control failed"
+    code, out = preflight(workdir, "external-clickhouse-current", GOOD, external_ch(CH_NEW_PORT))
+    assert code == 0, out[-3000:]
+    assert CH_PASSWORD not in out
+
+
 @pytest.fixture(scope="module")
-def bad_runs(workdir, good_run):
+def bad_runs(workdir, good_run, clickhouse_servers):
     assert good_run[0] == 0, "the control failed: see test_the_good_inventory_passes_and_changes_nothing"
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {name: pool.submit(preflight, workdir, name, inventory or GOOD, extra)
