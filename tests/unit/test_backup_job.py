@@ -63,23 +63,23 @@ def cfg(tmp_path):
     return {"metrics_dir": str(tmp_path / "metrics"), "state_dirs": {"logical": str(tmp_path / "state")}}
 
 
-def test_metrics_writer_success_then_failure_keeps_the_last_success(cfg, monkeypatch, tmp_path):
-    state = tmp_path / "state" / "logical.json"
-    prom = tmp_path / "metrics" / "llmops_backup_logical.prom"
-    monkeypatch.setenv("INVOCATION_ID", "run1")
-    state.write_text('{"invocation": "run1", "started": 1, "size": 4096}')
-    monkeypatch.setenv("EXIT_STATUS", "0")
-    monkeypatch.setenv("SERVICE_RESULT", "success")
+def finish(cfg, monkeypatch, tmp_path, exit_status, result, invocation="run1"):
+    """What systemd's ExecStopPost gives the metrics writer (INVOCATION_ID, EXIT_STATUS,
+    SERVICE_RESULT); returns the metrics it wrote."""
+    monkeypatch.setenv("INVOCATION_ID", invocation)
+    monkeypatch.setenv("EXIT_STATUS", exit_status)
+    monkeypatch.setenv("SERVICE_RESULT", result)
     job.write_metrics(cfg, "logical")
-    first = job.parse_metrics(prom.read_text())
+    return job.parse_metrics((tmp_path / "metrics" / "llmops_backup_logical.prom").read_text())
+
+
+def test_metrics_writer_success_then_failure_keeps_the_last_success(cfg, monkeypatch, tmp_path):
+    (tmp_path / "state" / "logical.json").write_text('{"invocation": "run1", "started": 1, "size": 4096}')
+    first = finish(cfg, monkeypatch, tmp_path, "0", "success")
     assert first["last_exit_status"] == 0 and first["last_size_bytes"] == 4096
     assert first["last_success_timestamp_seconds"] == first["last_run_timestamp_seconds"]
     # the next run dies before it writes its state: failed, the previous success is kept
-    monkeypatch.setenv("INVOCATION_ID", "run2")
-    monkeypatch.setenv("EXIT_STATUS", "1")
-    monkeypatch.setenv("SERVICE_RESULT", "exit-code")
-    job.write_metrics(cfg, "logical")
-    second = job.parse_metrics(prom.read_text())
+    second = finish(cfg, monkeypatch, tmp_path, "1", "exit-code", invocation="run2")
     assert second["last_exit_status"] == 1
     assert second["last_success_timestamp_seconds"] == first["last_success_timestamp_seconds"]
     assert second["last_duration_seconds"] == 0
@@ -87,19 +87,10 @@ def test_metrics_writer_success_then_failure_keeps_the_last_success(cfg, monkeyp
 
 
 def test_metrics_writer_marks_standby_runs_skipped_and_timeouts_failed(cfg, monkeypatch, tmp_path):
-    state = tmp_path / "state" / "logical.json"
-    prom = tmp_path / "metrics" / "llmops_backup_logical.prom"
-    monkeypatch.setenv("INVOCATION_ID", "r")
-    state.write_text('{"invocation": "r", "started": 1, "skipped": true}')
-    monkeypatch.setenv("EXIT_STATUS", "0")
-    monkeypatch.setenv("SERVICE_RESULT", "success")
-    job.write_metrics(cfg, "logical")
-    values = job.parse_metrics(prom.read_text())
+    (tmp_path / "state" / "logical.json").write_text('{"invocation": "r", "started": 1, "skipped": true}')
+    values = finish(cfg, monkeypatch, tmp_path, "0", "success", invocation="r")
     assert values["last_run_skipped"] == 1 and "last_success_timestamp_seconds" not in values
-    monkeypatch.setenv("EXIT_STATUS", "TERM")
-    monkeypatch.setenv("SERVICE_RESULT", "timeout")
-    job.write_metrics(cfg, "logical")
-    assert job.parse_metrics(prom.read_text())["last_exit_status"] == 1
+    assert finish(cfg, monkeypatch, tmp_path, "TERM", "timeout", invocation="r")["last_exit_status"] == 1
 
 
 def test_row_count_comparison_table():
