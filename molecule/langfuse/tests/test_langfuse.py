@@ -140,8 +140,15 @@ def test_environment_as_the_containers_see_it(app, app_addr, hosts):
     assert "pgbouncer=true" in database.query and "connection_limit=10" in database.query
     direct = urllib.parse.urlsplit(web["DIRECT_URL"])
     assert (direct.port, urllib.parse.unquote(direct.password)) == (5432, PG_PASSWORD)
+    # Redis over TLS, with the CA and the client certificate mounted read-only
     redis = urllib.parse.urlsplit(web["REDIS_CONNECTION_STRING"])
-    assert (redis.hostname, redis.port, redis.username) == (address(hosts[REDIS]), 6379, "langfuse")
+    assert (redis.scheme, redis.hostname, redis.port, redis.username) == (
+        "rediss", address(hosts[REDIS]), 6380, "langfuse")
+    for env in (web, worker):
+        assert env["REDIS_TLS_ENABLED"] == "true"
+        assert env["REDIS_TLS_CA_PATH"] == "/etc/langfuse/redis-tls/ca.crt"
+        assert env["REDIS_TLS_CERT_PATH"] == "/etc/langfuse/redis-tls/client.crt"
+        assert env["REDIS_TLS_KEY_PATH"] == "/etc/langfuse/redis-tls/client.key"
     # single-quoted in the env file: "$" reaches the container literally
     assert web["CLICKHOUSE_PASSWORD"] == CH_PASSWORD and "$" in CH_PASSWORD
     assert web["CLICKHOUSE_CLUSTER_ENABLED"] == "false"
@@ -221,12 +228,55 @@ def test_ports_are_open_to_their_clients_only(hosts, app_addr):
         assert not can_connect(lb, app_addr, port), port
 
 
+TLS_PROBE = """
+import socket, ssl, sys
+host, port, ca, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+try:
+    sock = socket.create_connection((host, port), timeout=5)
+except OSError as exc:
+    print("closed", type(exc).__name__); sys.exit(0)
+if ca == "-":  # plain RESP
+    sock.sendall(b"PING\\r\\n")
+    print("plain", sock.recv(200)); sys.exit(0)
+ctx = ssl.create_default_context(cafile=ca)
+if cert != "-":
+    ctx.load_cert_chain(cert, key)
+try:
+    tls = ctx.wrap_socket(sock, server_hostname=host)
+    tls.sendall(b"PING\\r\\n")
+    reply = tls.recv(200)
+    print("tls", tls.version(), reply)
+except (OSError, ssl.SSLError) as exc:
+    print("refused", type(exc).__name__)
+"""
+
+
+def tls_probe(host, redis_addr: str, port: int, ca: str = "-", cert: str = "-", key: str = "-") -> str:
+    return host.check_output("python3 -c %s %s %s %s %s %s", TLS_PROBE, redis_addr, str(port), ca, cert, key)
+
+
+def test_redis_is_reached_over_tls_only_with_the_client_certificate(app, hosts):
+    """The plain port is closed; the TLS port verifies against the mounted CA and answers only a
+    client that shows the certificate the role gave this host; the key is the containers' alone."""
+    redis_addr, tls_dir = address(hosts[REDIS]), "/opt/langfuse/redis-tls"
+    assert tls_probe(app, redis_addr, 6379).startswith("closed"), "the plain port answers"
+    with_cert = tls_probe(app, redis_addr, 6380, f"{tls_dir}/ca.crt", f"{tls_dir}/client.crt", f"{tls_dir}/client.key")
+    assert with_cert.startswith("tls TLSv1.") and "NOAUTH" in with_cert, with_cert
+    without_cert = tls_probe(app, redis_addr, 6380, f"{tls_dir}/ca.crt")
+    assert without_cert.startswith("refused"), without_cert
+    key = app.file(f"{tls_dir}/client.key")
+    assert (key.uid, key.gid, key.mode) == (0, 1001, 0o640)
+    # the worker's health checks its Redis connection (TLS) on every request
+    status, body = http(app, "GET", "http://127.0.0.1:3030/api/health")
+    assert status == 200 and body["status"] == "OK", body
+
+
 def test_wrong_redis_password_fails_with_a_message_naming_redis(app, hosts):
     before = container_ids(app)
     run = run_playbook(PLAYBOOK, "-e", "langfuse_redis_password=wrong-password-0123456789")
     assert run.returncode != 0
     redis_addr = address(hosts[REDIS])
-    assert (f"Redis at {redis_addr}:6379 refused the langfuse user's password (WRONGPASS): check "
+    assert (f"Redis at {redis_addr}:6380 refused the langfuse user's password (WRONGPASS): check "
             "llmops_redis_password") in flat(run.stdout), run.stdout[-3000:]
     assert "wrong-password-0123456789" not in run.stdout
     counters = recap(run.stdout)[APP]
