@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -354,11 +355,27 @@ class Steps:
 
     def __init__(self) -> None:
         self.results: list[tuple[str, bool, float]] = []
+        # while the gates run beside the scenarios, each step's output is printed whole when it
+        # ends (under this lock, as the scenarios' logs are), so that the two never interleave
+        self.capture = False
+        self.lock = threading.Lock()
 
     def step(self, name: str, cmd: list, env: dict, ok_codes: tuple = (0,), cwd: Path = ROOT, **kw) -> bool:
-        log(f"step: {name}")
         start = time.monotonic()
-        code = run(cmd, env=env, check=False, cwd=cwd, **kw).returncode
+        if self.capture:
+            if "stdout" not in kw:
+                kw.update(stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            proc = subprocess.run([str(c) for c in cmd], env=env, check=False, cwd=cwd, **kw)
+            with self.lock:
+                log(f"step: {name}")
+                log("$ " + " ".join(str(c) for c in cmd))
+                sys.stdout.write(proc.stdout.decode(errors="replace") if isinstance(proc.stdout, bytes)
+                                 else proc.stdout or "")
+                sys.stdout.flush()
+        else:
+            log(f"step: {name}")
+            proc = run(cmd, env=env, check=False, cwd=cwd, **kw)
+        code = proc.returncode
         ok = code in ok_codes
         self.results.append((name, ok, time.monotonic() - start))
         if not ok:
@@ -399,9 +416,10 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
         futures = [pool.submit(one, n) for n in names]
         for fut in as_completed(futures):
             name, code, secs, logfile = fut.result()
-            print(f"\n==> molecule test -s {name}: exit {code} after {secs:.0f}s; its output:", flush=True)
-            sys.stdout.write(logfile.read_text(errors="replace"))
-            sys.stdout.flush()
+            with steps.lock:
+                print(f"\n==> molecule test -s {name}: exit {code} after {secs:.0f}s; its output:", flush=True)
+                sys.stdout.write(logfile.read_text(errors="replace"))
+                sys.stdout.flush()
             steps.record(f"molecule test -s {name}", code == 0, secs)
     shutil.rmtree(logdir, ignore_errors=True)
 
@@ -435,7 +453,23 @@ def cmd_test(args: argparse.Namespace) -> int:
     env = tool_env(venv)
     selected = args.scenario or scenarios()
 
-    if not args.scenario:
+    # a private collections path per run: several runs (developers, CI) may overlap
+    collections = Path(tempfile.mkdtemp(prefix="llmops-collections-"))
+    atexit.register(shutil.rmtree, collections, ignore_errors=True)
+    tarball_dir = Path(tempfile.mkdtemp(prefix="llmops-tarball-"))
+    atexit.register(shutil.rmtree, tarball_dir, ignore_errors=True)
+    start = time.monotonic()
+    try:
+        tarball = build_and_install(venv, collections, keep_tarball_in=tarball_dir)
+        steps.record("collection build + install", True, time.monotonic() - start)
+    except subprocess.CalledProcessError:
+        steps.record("collection build + install", False, time.monotonic() - start)
+        return steps.report()
+    cenv = tool_env(venv, collections)
+    installed = collections / "ansible_collections" / "llmops" / "langfuse"
+
+    def gates() -> None:
+        """The gates: lint, unit tests, docs, ansible-test sanity, Galaxy importer, syntax checks."""
         steps.step("yamllint", ["yamllint", "--strict", "."], env)
         steps.step("ansible-lint (production profile)", ["ansible-lint", "--profile", "production"], env)
         # exit code 5 = no tests collected: the unit suite is allowed to be empty
@@ -457,27 +491,22 @@ def cmd_test(args: argparse.Namespace) -> int:
             steps.step("ansible-test sanity", ["ansible-test", "sanity", "--python", venv_python_version(venv),
                                                "--venv", "--color", "no"], env, cwd=sanity_checkout)
 
-    # a private collections path per run: several runs (developers, CI) may overlap
-    collections = Path(tempfile.mkdtemp(prefix="llmops-collections-"))
-    atexit.register(shutil.rmtree, collections, ignore_errors=True)
-    tarball_dir = Path(tempfile.mkdtemp(prefix="llmops-tarball-"))
-    atexit.register(shutil.rmtree, tarball_dir, ignore_errors=True)
-    start = time.monotonic()
-    try:
-        tarball = build_and_install(venv, collections, keep_tarball_in=tarball_dir)
-        steps.record("collection build + install", True, time.monotonic() - start)
-    except subprocess.CalledProcessError:
-        steps.record("collection build + install", False, time.monotonic() - start)
-        return steps.report()
-    cenv = tool_env(venv, collections)
-    installed = collections / "ansible_collections" / "llmops" / "langfuse"
-    if not args.scenario:
         galaxy_importer_step(steps, tarball, env)
         filter_docs_steps(steps, cenv)
         for playbook in sorted((installed / "playbooks").glob("*.yml")):
             steps.step(f"syntax-check llmops.langfuse.{playbook.stem}",
                        ["ansible-playbook", "--syntax-check", "-i", "localhost,",
                         f"llmops.langfuse.{playbook.stem}"], cenv)
+
+    if args.scenario:
+        gates_thread = None
+    elif args.no_scenarios:
+        gates()
+        gates_thread = None
+    else:  # lint, unit tests, sanity and docs beside the scenarios (they share nothing)
+        steps.capture = True
+        gates_thread = threading.Thread(target=gates, name="gates")
+        gates_thread.start()
     if args.no_scenarios:
         code = steps.report()
         log(f"total {time.monotonic() - t0:.0f}s")
@@ -490,9 +519,13 @@ def cmd_test(args: argparse.Namespace) -> int:
     steps.record(name, extra is not None, secs)
     if extra is None:
         log(f"FAILED: docker engine + test-host and stand-in images: {error}")
+        if gates_thread is not None:
+            gates_thread.join()
         return steps.report()
     cenv.update(extra)
     run_scenarios(steps, selected, cenv, jobs=args.jobs, keep=args.keep)
+    if gates_thread is not None:
+        gates_thread.join()
     code = steps.report()
     log(f"total {time.monotonic() - t0:.0f}s")
     return code
