@@ -140,3 +140,11 @@ def test_every_entry_point_the_playbooks_call_has_an_argument_spec():
             if entry not in specs:
                 missing.append(f"{name}:{entry} (called from {where})")
     assert not missing, missing
+
+
+@pytest.mark.parametrize("playbook", sorted(p.name for p in (ROOT / "playbooks").glob("*.yml")))
+def test_no_play_is_listed_twice(playbook):
+    """A play copied twice runs its role twice on every run (seen: the backup play of site.yml)."""
+    plays = [play for play in yaml.safe_load((ROOT / "playbooks" / playbook).read_text()) if "hosts" in play]
+    keys = [(play.get("name"), str(play.get("hosts"))) for play in plays]
+    assert len(keys) == len(set(keys)), [key for key in keys if keys.count(key) > 1]

@@ -132,6 +132,10 @@ def test_sentinel_names_the_tls_listener_and_replication_runs_over_tls(hosts, in
         if name != master:
             info = replication(hosts, inv, name)
             assert (info["master_port"], info["master_link_status"]) == ("6380", "up"), info
+    # the Sentinels talk to each other over TLS on 26380, open to the redis hosts only
+    assert sentinel(hosts, inv, addrs[master], "SENTINEL", "CKQUORUM", MASTER_NAME).startswith("OK 3 usable")
+    assert can_connect(hosts[NODES[1]], addrs[NODES[0]], 26380)
+    assert not can_connect(hosts[APP], addrs[NODES[0]], 26380)
 
 
 def test_replicas_receive_writes_and_refuse_their_own(hosts, inv, addrs):
