@@ -409,7 +409,7 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
         return name, code, time.monotonic() - start, logfile
 
     if jobs > 1:  # longest first (measured), so the short ones fill the gaps at the end
-        order = ["default", "backup", "redis_sentinel", "nginx", "langfuse", "redis", "postgresql", "docker"]
+        order = ["default", "backup", "redis_sentinel", "nginx", "langfuse", "redis", "postgresql", "monitoring", "docker"]
         names = sorted(names, key=lambda n: order.index(n) if n in order else len(order))
     log(f"step: molecule test of {len(names)} scenarios, {jobs} at a time: {' '.join(names)}")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

@@ -130,3 +130,29 @@ def test_rolling_upgrade_under_load_fails_no_request(hosts, client):
         health = json.loads(hosts[app].check_output(
             "curl -s http://%s:3000/api/public/health", address(hosts[app])))
         assert health["version"] == next_version
+
+
+def test_prometheus_scrapes_every_host_and_the_backup_metrics(hosts):
+    """mon1's Prometheus (llmops.langfuse.monitoring) has every host's node_exporter up, and the
+    backup jobs' gauges of the primary arrive through node_exporter's textfile directory."""
+    mon = hosts[MON]
+    prom = f"http://{address(mon)}:9090"
+
+    def query(expr):
+        code = ("import json,sys,urllib.parse,urllib.request\n"
+                f"url = {prom!r} + '/api/v1/query?query=' + urllib.parse.quote(sys.argv[1])\n"
+                "print(urllib.request.urlopen(url, timeout=10).read().decode())\n")
+        return json.loads(mon.check_output("python3 -c %s %s", code, expr))["data"]["result"]
+
+    every = {LB, APP1, APP2, PG1, PG2, REDIS, MON, CLIENT}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        up = {r["metric"]["instance"] for r in query('up{job="node"} == 1')}
+        if up == every:
+            break
+        time.sleep(3)
+    assert up == every, every - up
+    status = {r["metric"].get("exported_job"): r["value"][1]
+              for r in query(f'llmops_backup_last_exit_status{{instance="{PG1}"}}')}
+    assert status.get("logical") == "0", status
+    assert not query('ALERTS{alertname="TargetDown", alertstate="firing"}')
