@@ -194,13 +194,13 @@ def fluent_bit_config(settings):
     if not isinstance(outputs_in, list) or not outputs_in:
         _fail("fluent_bit_outputs is empty: with nowhere to send them, logs would only fill the buffer")
 
+    names = [e.get("name") for e in outputs_in if isinstance(e, dict)]
+    duplicates = sorted({str(n) for n in names if names.count(n) > 1})
+    if duplicates:
+        _fail(f"output names must be unique: {', '.join(duplicates)} given more than once")
     env, env_owner, outputs = {}, {}, []
     for index, entry in enumerate(outputs_in):
         outputs.append(_output(entry, index, settings, env, env_owner))
-    aliases = [o["alias"] for o in outputs]
-    duplicates = sorted({a for a in aliases if aliases.count(a) > 1})
-    if duplicates:
-        _fail(f"output names must be unique: {', '.join(duplicates)} given more than once")
 
     inputs = []
     units = sorted(set(host.get("journal_units") or []))
