@@ -61,6 +61,22 @@ def external_ch(port, **extra):
     return {**EXTERNAL_CH, "langfuse_clickhouse_url": f"http://127.0.0.1:{port}", **extra}
 
 
+# Fluent Bit's apt repository: an in-process HTTP server with a test signing key (made with gpg for
+# tests/unit/test_fluent_bit.py) and an index, and a closed port for an unreachable repository
+FB_REPO_PORT, FB_CLOSED_PORT = _free_port(), _free_port()
+FB_TEST_KEY = (ROOT / "tests" / "unit" / "data" / "openpgp-test-rsa.asc").read_text()
+FB_TEST_FINGERPRINT = "E95F 256E 9010 CBB1 06C6  9CDF 4BC9 C0D9 3F6D 7CC2"
+FB_ES_PASSWORD = "fb-Es-Test-Secret-5Tg8Hj"
+FB_OUTPUT = {"name": "central", "type": "elasticsearch", "options": {"host": "es.test.internal", "port": 9200},
+             "secrets": {"http_passwd": FB_ES_PASSWORD}}
+
+
+def fluent_bit(port, outputs=None, **extra):
+    return {"fluent_bit_enabled": True, "fluent_bit_repo_url": f"http://127.0.0.1:{port}/debian",
+            "fluent_bit_repo_key_url": f"http://127.0.0.1:{port}/fluentbit.key", "fluent_bit_repo_probe_timeout": 5,
+            "fluent_bit_outputs": [FB_OUTPUT] if outputs is None else outputs, **extra}
+
+
 GOOD = {
     "all": {
         "vars": {
@@ -174,6 +190,22 @@ CASES = [
      "langfuse_clickhouse_host (pg1) must be a host of the langfuse_app group"),
     ("wal-level-minimal", {"postgresql_parameters": {"wal_level": "minimal"}}, None,
      "Streaming replication needs wal_level replica or logical"),
+    ("fluent-bit-output-type", fluent_bit(FB_REPO_PORT, [{**FB_OUTPUT, "type": "splunk"}],
+                                          fluent_bit_repo_key_fingerprint=FB_TEST_FINGERPRINT), None,
+     "output 'central': type 'splunk' is not one of elasticsearch, forward, loki, opensearch, s3"),
+    ("fluent-bit-output-without-host", fluent_bit(FB_REPO_PORT, [{**FB_OUTPUT, "options": {"port": 9200}}],
+                                                  fluent_bit_repo_key_fingerprint=FB_TEST_FINGERPRINT), None,
+     "output 'central' (elasticsearch): option host or cloud_id is required"),
+    ("fluent-bit-password-in-options", fluent_bit(FB_REPO_PORT, [{**FB_OUTPUT, "secrets": {}, "options": {
+        "host": "es.test.internal", "http_passwd": FB_ES_PASSWORD}}], fluent_bit_repo_key_fingerprint=FB_TEST_FINGERPRINT),
+     None, "output 'central': option http_passwd is a credential: give it in secrets"),
+    ("fluent-bit-no-output", fluent_bit(FB_REPO_PORT, [], fluent_bit_repo_key_fingerprint=FB_TEST_FINGERPRINT), None,
+     "fluent_bit_outputs is empty"),
+    ("fluent-bit-repository-unreachable", fluent_bit(FB_CLOSED_PORT), None,
+     f"Fluent Bit's apt repository cannot be reached from lb1: GET http://127.0.0.1:{FB_CLOSED_PORT}/fluentbit.key"),
+    ("fluent-bit-wrong-key", fluent_bit(FB_REPO_PORT), None,
+     "has the fingerprint E95F256E9010CBB106C69CDF4BC9C0D93F6D7CC2, not fluent_bit_repo_key_fingerprint "
+     "(C3C0A28534B9293EAF51FABD9F9DDC083888C1CD)"),
 ]
 
 
@@ -196,6 +228,34 @@ def clickhouse_servers():
     yield
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fluent_bit_repository():
+    """Fluent Bit's apt repository as the probe sees it: the signing key and an index."""
+    from http.server import BaseHTTPRequestHandler
+
+    class Repository(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            if self.path == "/fluentbit.key":
+                body = FB_TEST_KEY.encode()
+            elif re.fullmatch(r"/debian/([a-z]+)/dists/\1/InRelease", self.path):
+                body = b"Origin: test\nSuite: test\n"
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", FB_REPO_PORT), Repository)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield
+    server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -255,8 +315,18 @@ def test_a_current_external_clickhouse_passes(workdir, good_run, clickhouse_serv
     assert CH_PASSWORD not in out
 
 
+def test_fluent_bit_with_a_reachable_repository_and_its_key_passes(workdir, good_run, fluent_bit_repository):
+    assert good_run[0] == 0, "the control failed"
+    code, out = preflight(workdir, "fluent-bit-good", GOOD,
+                          fluent_bit(FB_REPO_PORT, fluent_bit_repo_key_fingerprint=FB_TEST_FINGERPRINT))
+    assert code == 0, out[-3000:]
+    assert "Check that the repository can be reached from this host" in out
+    assert FB_ES_PASSWORD not in out
+    assert not any(changed_counts(out).values()), changed_counts(out)
+
+
 @pytest.fixture(scope="module")
-def bad_runs(workdir, good_run, clickhouse_servers):
+def bad_runs(workdir, good_run, clickhouse_servers, fluent_bit_repository):
     assert good_run[0] == 0, "the control failed: see test_the_good_inventory_passes_and_changes_nothing"
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {name: pool.submit(preflight, workdir, name, inventory or GOOD, extra)

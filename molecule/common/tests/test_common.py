@@ -135,3 +135,24 @@ def test_security_updates_take_the_security_archive_only_and_never_reboot(hosts)
         # needrestart reports (batch mode) and is configured to restart nothing
         assert host.run("needrestart -b").rc == 0
         assert "$nrconf{restart} = 'l';" in host.file("/etc/needrestart/conf.d/llmops.conf").content_string
+
+
+def test_fluent_bit_fails_before_any_change_when_its_repository_is_unreachable(hosts):
+    """packages.fluentbit.io cannot be reached from these hosts: the role stops in its preflight,
+    naming the repository, and the host has no key, source, configuration or package of it."""
+    paths = ("/etc/apt/keyrings/fluent-bit.asc", "/etc/apt/sources.list.d/fluent-bit.sources", "/etc/fluent-bit",
+             "/var/lib/fluent-bit", "/etc/systemd/system/fluent-bit.service.d", "/opt/fluent-bit")
+    run = run_playbook("fluent_bit.yml")
+    assert run.returncode != 0
+    flat = " ".join(run.stdout.split())
+    for name in hosts:
+        assert (f"Fluent Bit's apt repository cannot be reached from {name}: "
+                "GET https://packages.fluentbit.io/fluentbit.key answered") in flat, run.stdout[-3000:]
+    assert "Nothing was changed on the host." in flat
+    assert "molecule-Test-Secret-3Hj7" not in run.stdout
+    counters = recap(run.stdout)
+    assert set(counters) == set(hosts)
+    assert all(c["changed"] == 0 and c["failed"] == 1 for c in counters.values()), counters
+    for host in hosts.values():
+        assert not [p for p in paths if host.file(p).exists], host
+        assert host.run("dpkg-query -W fluent-bit").rc != 0
