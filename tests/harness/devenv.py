@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import images  # noqa: E402  (sibling module, path set above)
 from util import CACHE, log, run  # noqa: E402
+
+T_START = time.monotonic()  # the deadline of `test` counts from here (LLMOPS_TEST_DEADLINE)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERD_LOG = Path("/var/log/llmops-dockerd.log")
@@ -399,14 +403,40 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
     log, printed whole when the scenario ends, so parallel runs stay readable."""
     logdir = Path(tempfile.mkdtemp(prefix="llmops-molecule-logs-"))
     extra = ["--destroy", "never"] if keep else []
+    running: dict[str, subprocess.Popen] = {}
+    timed_out: set[str] = set()
+    t0 = time.monotonic()
 
     def one(name: str) -> tuple[str, int, float, Path]:
         logfile = logdir / f"{name}.log"
         start = time.monotonic()
+        if time.monotonic() - T_START > deadline:
+            timed_out.add(name)
+            logfile.write_text("not started: the harness deadline (LLMOPS_TEST_DEADLINE) had passed\n")
+            return name, 124, 0.0, logfile
+        with steps.lock:
+            log(f"start: molecule test -s {name} (+{start - t0:.0f}s)")
         with open(logfile, "wb") as out:
-            code = subprocess.run(["molecule", "test", "-s", name, *extra], env=env, cwd=ROOT,
-                                  stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+            proc = subprocess.Popen(["molecule", "test", "-s", name, *extra], env=env, cwd=ROOT,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            running[name] = proc
+            code = proc.wait()
+            running.pop(name, None)
         return name, code, time.monotonic() - start, logfile
+
+    def watchdog() -> None:
+        """Past the deadline, stop what still runs (its process group) so that the summary,
+        with each scenario's time, is printed before an outer time limit cuts the run."""
+        while not done.wait(10):
+            if time.monotonic() - T_START > deadline:
+                for name, proc in list(running.items()):
+                    timed_out.add(name)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
+
+    deadline = float(os.environ.get("LLMOPS_TEST_DEADLINE", "5100"))
+    done = threading.Event()
+    threading.Thread(target=watchdog, name="deadline", daemon=True).start()
 
     if jobs > 1:  # longest first (measured), so the short ones fill the gaps at the end
         order = ["default", "backup", "redis_sentinel", "nginx", "langfuse", "redis", "postgresql", "monitoring", "docker"]
@@ -416,11 +446,14 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
         futures = [pool.submit(one, n) for n in names]
         for fut in as_completed(futures):
             name, code, secs, logfile = fut.result()
+            note = " (stopped at the harness deadline, LLMOPS_TEST_DEADLINE)" if name in timed_out else ""
             with steps.lock:
-                print(f"\n==> molecule test -s {name}: exit {code} after {secs:.0f}s; its output:", flush=True)
+                print(f"\n==> molecule test -s {name}: exit {code} after {secs:.0f}s{note}; its output:", flush=True)
                 sys.stdout.write(logfile.read_text(errors="replace"))
                 sys.stdout.flush()
-            steps.record(f"molecule test -s {name}", code == 0, secs)
+                log(f"end: molecule test -s {name}: exit {code} after {secs:.0f}s{note}")
+            steps.record(f"molecule test -s {name}{note}", code == 0, secs)
+    done.set()
     shutil.rmtree(logdir, ignore_errors=True)
 
 

@@ -288,7 +288,10 @@ def test_rerun_changes_nothing_recreates_nothing_and_prints_no_secret(app):
     before = container_ids(app)
     run = run_playbook(PLAYBOOK, "-v", "--diff")
     assert run.returncode == 0, run.stdout[-3000:]
-    assert recap(run.stdout)[APP]["changed"] == 0, run.stdout[-5000:]
+    # the scenario's idempotence check (molecule's own step is left out for this run): nothing
+    # changes on any host
+    counters = recap(run.stdout)
+    assert counters and all(c["changed"] == 0 for c in counters.values()), run.stdout[-5000:]
     for secret in SECRETS:
         assert secret not in run.stdout
     assert container_ids(app) == before
