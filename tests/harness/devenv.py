@@ -398,34 +398,16 @@ class Steps:
         return 1 if failed else 0
 
 
-def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bool,
-                  gates_done: threading.Event | None = None) -> None:
-    """molecule test of each scenario, `jobs` at a time, and one more once `gates_done` is set
-    (the gates' CPU goes to a scenario when they end; scenarios spend part of their time waiting
-    for timeouts, failovers and alert windows). Each scenario's output goes to its own log,
-    printed whole when the scenario ends, so parallel runs stay readable."""
-    slots = threading.Semaphore(max(1, jobs))
-    if gates_done is not None:
-        def add_slot() -> None:
-            gates_done.wait()
-            slots.release()
-        threading.Thread(target=add_slot, name="extra-slot", daemon=True).start()
+def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bool) -> None:
+    """molecule test of each scenario, `jobs` at a time. Each scenario's output goes to its own
+    log, printed whole when the scenario ends, so parallel runs stay readable."""
     logdir = Path(tempfile.mkdtemp(prefix="llmops-molecule-logs-"))
     extra = ["--destroy", "never"] if keep else []
     running: dict[str, subprocess.Popen] = {}
     timed_out: set[str] = set()
     t0 = time.monotonic()
 
-    queue = list(names)  # taken in order by whichever task gets a slot first
-    queue_lock = threading.Lock()
-
-    def one(_index: int) -> tuple[str, int, float, Path]:
-        with slots:
-            with queue_lock:
-                name = queue.pop(0)
-            return run_one(name)
-
-    def run_one(name: str) -> tuple[str, int, float, Path]:
+    def one(name: str) -> tuple[str, int, float, Path]:
         logfile = logdir / f"{name}.log"
         start = time.monotonic()
         if time.monotonic() - T_START > deadline:
@@ -452,18 +434,16 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGTERM)
 
-    deadline = float(os.environ.get("LLMOPS_TEST_DEADLINE", "5250"))
+    deadline = float(os.environ.get("LLMOPS_TEST_DEADLINE", "5100"))
     done = threading.Event()
     threading.Thread(target=watchdog, name="deadline", daemon=True).start()
 
     if jobs > 1:  # longest first (measured), so the short ones fill the gaps at the end
         order = ["default", "backup", "redis_sentinel", "nginx", "langfuse", "redis", "postgresql", "monitoring", "docker"]
         names = sorted(names, key=lambda n: order.index(n) if n in order else len(order))
-    more = ", one more when the gates are done" if gates_done is not None else ""
-    log(f"step: molecule test of {len(names)} scenarios, {jobs} at a time{more}: {' '.join(names)}")
-    with ThreadPoolExecutor(max_workers=max(1, jobs) + (gates_done is not None)) as pool:
-        queue[:] = names
-        futures = [pool.submit(one, i) for i in range(len(names))]
+    log(f"step: molecule test of {len(names)} scenarios, {jobs} at a time: {' '.join(names)}")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, n) for n in names]
         for fut in as_completed(futures):
             name, code, secs, logfile = fut.result()
             note = " (stopped at the harness deadline, LLMOPS_TEST_DEADLINE)" if name in timed_out else ""
@@ -551,7 +531,6 @@ def cmd_test(args: argparse.Namespace) -> int:
                        ["ansible-playbook", "--syntax-check", "-i", "localhost,",
                         f"llmops.langfuse.{playbook.stem}"], cenv)
 
-    gates_done: threading.Event | None = None
     if args.scenario:
         gates_thread = None
     elif args.no_scenarios:
@@ -559,14 +538,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         gates_thread = None
     else:  # lint, unit tests, sanity and docs beside the scenarios (they share nothing)
         steps.capture = True
-        gates_done = threading.Event()
-
-        def gates_then_signal() -> None:
-            try:
-                gates()
-            finally:
-                gates_done.set()
-        gates_thread = threading.Thread(target=gates_then_signal, name="gates")
+        gates_thread = threading.Thread(target=gates, name="gates")
         gates_thread.start()
     if args.no_scenarios:
         code = steps.report()
@@ -584,7 +556,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             gates_thread.join()
         return steps.report()
     cenv.update(extra)
-    run_scenarios(steps, selected, cenv, jobs=args.jobs, keep=args.keep, gates_done=gates_done)
+    run_scenarios(steps, selected, cenv, jobs=args.jobs, keep=args.keep)
     if gates_thread is not None:
         gates_thread.join()
     code = steps.report()
