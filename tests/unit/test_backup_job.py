@@ -106,3 +106,20 @@ def test_clickhouse_literals_escape_quotes():
     target = job.clickhouse_target({"s3_url": "https://s3:9443/b/clickhouse/"},
                                    {"s3_access_key": "k", "s3_secret_key": "s'x"}, "n")
     assert target == "S3('https://s3:9443/b/clickhouse/n/', 'k', 's\\'x')"
+
+
+def test_an_unreachable_repository_fails_at_once_and_names_the_endpoint():
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(job.JobError, match=rf"the pgBackRest repository at 127.0.0.1:{port} cannot be reached"):
+        job.check_reachable("127.0.0.1", port, "the pgBackRest repository")
+    assert time.monotonic() - start < 5
+    with socket.socket() as server:  # and a listening one passes
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        job.check_reachable("127.0.0.1", server.getsockname()[1], "the pgBackRest repository")

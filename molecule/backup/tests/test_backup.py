@@ -339,6 +339,8 @@ def test_upgrade_stops_before_anything_changes_when_the_backup_fails(hosts):
         assert result.returncode != 0
         assert "PLAY [Upgrade - pre-upgrade backup" in result.stdout
         assert "Backup jobs failed on backup-primary" in result.stdout
+        # the pgBackRest job checks the endpoint first instead of retrying each request for io-timeout
+        assert "the pgBackRest repository at backup-s3:9443 cannot be reached" in " ".join(result.stdout.split())
         assert "PLAY [Upgrade - check the inventory" not in result.stdout
         assert "PLAY [Upgrade - stage" not in result.stdout
         # (--limit: backup-s3 plays the app host here but has no Langfuse to upgrade)
@@ -354,11 +356,11 @@ def test_upgrade_stops_before_anything_changes_when_the_backup_fails(hosts):
     assert "PLAY [Upgrade - check the inventory" in passed.stdout
 
 
-def test_second_run_changes_nothing_and_check_mode_is_clean():
-    for args in ((), ("--check", "--diff")):
-        result = run_playbook("backup.yml", *args)
-        assert ok(result), result.stdout[-3000:]
-        assert all(c["changed"] == 0 for c in recap(result.stdout).values()), (args, recap(result.stdout))
+def test_check_mode_on_the_converged_hosts_is_clean():
+    # (the plain second run is molecule's idempotence step: the whole converge, this play included)
+    result = run_playbook("backup.yml", "--check", "--diff")
+    assert ok(result), result.stdout[-3000:]
+    assert all(c["changed"] == 0 for c in recap(result.stdout).values()), recap(result.stdout)
 
 
 def test_no_secret_in_verbose_diff_output():

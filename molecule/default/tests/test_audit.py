@@ -3,6 +3,9 @@ whose rolling upgrade changes the release):
 
 * drift is put right: a configuration file edited by hand (PostgreSQL's tuned drop-in), a
   service stopped (Redis), a firewall rule deleted from the live table (HTTPS on the LB);
+* this re-run is the scenario's idempotence check (molecule.yml has no separate idempotence
+  step): every host reports changed=0 except the three drifted ones, and there only tasks of
+  the role that owns the drift report a change;
 * the secret audit (tests/helpers/secret_audit.py): no secret of the inventory, nor its
   percent-encoded forms, in the whole -vvv --diff output, in any world-readable file under
   /etc, /opt, /srv, /var/log and /home of any host, or in the command line of any process seen
@@ -26,6 +29,24 @@ HOSTS = ["default-lb", "default-app1", "default-app2", "default-pg1", "default-p
          "default-mon1", "default-client"]
 LB, PG1, REDIS, CLIENT = "default-lb", "default-pg1", "default-redis1", "default-client"
 PG_DROPIN = "/etc/postgresql/15/main/conf.d/60-llmops.conf"
+# the only changes the re-run may make: on each drifted host, tasks of the role owning the drift
+DRIFT_OWNERS = {PG1: "llmops.langfuse.postgresql : ", REDIS: "llmops.langfuse.redis : ",
+                LB: "llmops.langfuse.common : "}
+
+
+def changed_tasks(output: str) -> dict[str, list[str]]:
+    """host -> names of the tasks and handlers that reported `changed` in a playbook's output."""
+    changed: dict[str, list[str]] = {}
+    task = ""
+    for line in output.splitlines():
+        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.+)\] \*+$", line)
+        if header:
+            task = header.group(1)
+            continue
+        result = re.match(r"^changed: \[([^\]\s]+)(?: -> [^\]]+)?\]", line)
+        if result and task not in changed.setdefault(result.group(1), []):
+            changed[result.group(1)].append(task)
+    return changed
 
 
 def https_rule_handle(lb):
@@ -51,7 +72,20 @@ def converge_after_drift(hosts):
         seconds = time.monotonic() - start
     print(f"site.yml -vvv --diff after drift: {seconds:.0f} s")
     assert out.returncode == 0, out.stdout[-4000:]
+    print("changed tasks:", changed_tasks(out.stdout))
     return out.stdout, recap(out.stdout), sampler.command_lines, dropin
+
+
+def test_the_re_run_changes_only_what_drifted(converge_after_drift):
+    out, counts, _lines, _dropin = converge_after_drift
+    assert set(counts) == set(HOSTS), counts
+    changed = changed_tasks(out)
+    others = {h: c["changed"] for h, c in counts.items() if h not in DRIFT_OWNERS and c["changed"]}
+    assert not others, (others, changed)
+    for host, prefix in DRIFT_OWNERS.items():
+        assert changed.get(host), (host, changed)
+        foreign = [t for t in changed[host] if not t.startswith(prefix)]
+        assert not foreign, f"{host}: changed outside {prefix!r}: {foreign}"
 
 
 def test_an_edited_configuration_file_is_put_back(hosts, converge_after_drift):

@@ -67,7 +67,8 @@ def test_config_and_rules_pass_their_own_tools(mon):
     assert mon.run("promtool check config /etc/prometheus/prometheus.yml").rc == 0
     assert mon.run("amtool check-config /etc/prometheus/alertmanager.yml").rc == 0
     # a broken rule is refused by the role before it replaces the file
-    run = run_playbook("converge.yml", "-e", '{"monitoring_alert_rules_extra": [{"alert": "Broken", "expr": "up =="}]}')
+    run = run_playbook("converge.yml", "--limit", "monitoring",
+                       "-e", '{"monitoring_alert_rules_extra": [{"alert": "Broken", "expr": "up =="}]}')
     assert run.returncode != 0, run.stdout[-3000:]
     assert "Write the alert rules" in run.stdout and "failed to validate" in run.stdout, run.stdout[-3000:]
     assert "Broken" not in mon.file("/etc/prometheus/rules/llmops.yml").content_string

@@ -2,7 +2,8 @@
 listener), seen from a Langfuse app host (redis-app) and from a host outside the allowed groups
 (redis-outside).
 
-The tests at the end re-run the scenario's playbook: some change the users or break a setting on
+The tests at the end re-run the scenario's playbook (those about the server alone with --limit
+redis, as an operator would): some change the users or break a setting on
 purpose (and check the role refuses or rolls back), the verbose run afterwards converges
 everything back, then the dry run checks nothing is left to change. Keep that order."""
 import json
@@ -185,7 +186,7 @@ def test_new_users_apply_without_restart(hosts, inv, target):
     assert "NOPERM" not in langfuse(hosts, inv, target, "KEYS", "test:*")
     extra = json.dumps({"redis_langfuse_acl": "~* &* +@all -flushall -flushdb -config -keys",
                         "redis_default_user_enabled": True})
-    run = run_playbook("converge.yml", "-e", extra)
+    run = run_playbook("converge.yml", "--limit", "redis", "-e", extra)
     assert run.returncode == 0, run.stdout[-3000:]
     assert recap(run.stdout)[SERVER]["changed"] >= 1
     assert "NOPERM" in langfuse(hosts, inv, target, "KEYS", "test:*")
@@ -199,7 +200,8 @@ def test_new_users_apply_without_restart(hosts, inv, target):
 def test_refused_users_are_rolled_back(hosts, inv, target):
     acl = hosts[SERVER].file("/etc/redis/users.acl").content_string
     pid = server_pid(hosts[SERVER])
-    run = run_playbook("converge.yml", "-e", json.dumps({"redis_langfuse_acl": "~* +@no-such-category"}))
+    run = run_playbook("converge.yml", "--limit", "redis",
+                       "-e", json.dumps({"redis_langfuse_acl": "~* +@no-such-category"}))
     assert run.returncode != 0
     assert "refused the new users file (ACL LOAD)" in run.stdout, run.stdout[-3000:]
     assert hosts[SERVER].file("/etc/redis/users.acl").content_string == acl
@@ -210,7 +212,8 @@ def test_refused_users_are_rolled_back(hosts, inv, target):
 def test_broken_setting_is_rolled_back(hosts, inv, target):
     settings = hosts[SERVER].file("/etc/redis/llmops.conf").content_string
     assert langfuse(hosts, inv, target, "SET", "test:survivor", "yes") == "OK"
-    run = run_playbook("converge.yml", "-e", json.dumps({"redis_config_extra": {"hz": "not-a-number"}}))
+    run = run_playbook("converge.yml", "--limit", "redis",
+                       "-e", json.dumps({"redis_config_extra": {"hz": "not-a-number"}}))
     assert run.returncode != 0
     assert "did not answer PING" in run.stdout, run.stdout[-3000:]
     assert "The previous configuration is back and the server answers again" in run.stdout
@@ -224,7 +227,7 @@ def test_new_admin_password_restarts_instead(hosts, inv, target):
     know yet: a new admin password makes the role restart the server instead."""
     pid = server_pid(hosts[SERVER])
     new = "test-adm-rotated-8Ks2Vd6Qm4Zp"
-    run = run_playbook("converge.yml", "-e", json.dumps({"redis_admin_password": new}))
+    run = run_playbook("converge.yml", "--limit", "redis", "-e", json.dumps({"redis_admin_password": new}))
     assert run.returncode == 0, run.stdout[-3000:]
     assert server_pid(hosts[SERVER]) != pid
     assert cli(hosts[SERVER], "127.0.0.1", "PING", user="admin", password=new) == "PONG"

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -296,6 +297,16 @@ def job_logical(cfg: dict) -> int:
     return 0
 
 
+def check_reachable(host: str, port: int, what: str, timeout: float = 10.0) -> None:
+    """Fail at once when nothing accepts a TCP connection at host:port. pgBackRest retries each
+    S3 request until io-timeout has passed, so an unreachable repository would otherwise cost
+    that wait for every request of the backup before the job fails."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise JobError(f"{what} at {host}:{port} cannot be reached ({exc}): no backup taken") from exc
+
+
 def job_pgbackrest(cfg: dict, kind: str) -> int:
     pg = cfg["postgresql"]
     job = cfg["pgbackrest"]
@@ -304,6 +315,8 @@ def job_pgbackrest(cfg: dict, kind: str) -> int:
         log("pg_is_in_recovery() is true: this host is a standby, no pgBackRest backup taken (no-op)")
         state.save(skipped=True)
         return 0
+    if job.get("endpoint"):
+        check_reachable(job["endpoint"]["host"], int(job["endpoint"]["port"]), "the pgBackRest repository")
     log(f"pgBackRest {kind} backup of stanza {job['stanza']}")
     res = run(["pgbackrest", f"--stanza={job['stanza']}", f"--type={kind}", "backup"])
     log(res.stdout.strip())
