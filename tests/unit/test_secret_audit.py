@@ -60,6 +60,16 @@ def test_a_secret_in_a_command_line_is_caught_by_the_sampler():
     assert [str(f) for f in findings] == ["vault_redis_langfuse_password found in a process command line on local"]
 
 
+def test_a_secret_in_the_program_a_process_execs_later_is_caught():
+    """A fork that execs its program a little later (what a shell or a module does)."""
+    with ProcessSampler(["local"], exec_prefix=lambda _c: []) as sampler:
+        time.sleep(0.3)  # the sampler has seen every process of this host already
+        leak = subprocess.Popen(["sh", "-c", f"sleep 0.4; exec {sys.executable} -c 'import time; time.sleep(0.5)' {SECRET}"])
+        leak.wait()
+    findings = SecretAudit(AUDIT_SECRETS).scan_command_lines(sampler.command_lines)
+    assert [str(f) for f in findings] == ["vault_redis_langfuse_password found in a process command line on local"]
+
+
 def test_too_short_secrets_are_refused():
     with pytest.raises(ValueError, match="too short"):
         SecretAudit({"x_password": "abc"})
