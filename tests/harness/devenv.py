@@ -434,7 +434,7 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGTERM)
 
-    deadline = float(os.environ.get("LLMOPS_TEST_DEADLINE", "5300"))
+    deadline = float(os.environ.get("LLMOPS_TEST_DEADLINE", "5360"))
     done = threading.Event()
     threading.Thread(target=watchdog, name="deadline", daemon=True).start()
 
