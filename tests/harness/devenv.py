@@ -439,7 +439,7 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
     threading.Thread(target=watchdog, name="deadline", daemon=True).start()
 
     if jobs > 1:  # longest first (measured), so the short ones fill the gaps at the end
-        order = ["default", "backup", "redis_sentinel", "nginx", "langfuse", "redis", "postgresql", "monitoring", "docker"]
+        order = ["default", "backup", "langfuse", "nginx", "redis_sentinel", "postgresql", "redis", "monitoring", "docker"]
         names = sorted(names, key=lambda n: order.index(n) if n in order else len(order))
     log(f"step: molecule test of {len(names)} scenarios, {jobs} at a time: {' '.join(names)}")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
