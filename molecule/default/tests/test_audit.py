@@ -3,9 +3,9 @@ whose rolling upgrade changes the release):
 
 * drift is put right: a configuration file edited by hand (PostgreSQL's tuned drop-in), a
   service stopped (Redis), a firewall rule deleted from the live table (HTTPS on the LB);
-* this re-run is the scenario's idempotence check (molecule.yml has no separate idempotence
-  step): every host reports changed=0 except the three drifted ones, and there only tasks of
-  the role that owns the drift report a change;
+* the re-run changes nothing but the drift: every host reports changed=0 except the three
+  drifted ones, and there only tasks of the role that owns the drift report a change (molecule's
+  idempotence step before verify asserts changed=0 everywhere);
 * the secret audit (tests/helpers/secret_audit.py): no secret of the inventory, nor its
   percent-encoded forms, in the whole -vvv --diff output, in any world-readable file under
   /etc, /opt, /srv, /var/log and /home of any host, or in the command line of any process seen
