@@ -163,6 +163,7 @@ def bench(env: dict, run: Run, lab_up: Callable[[], None], lab_down: Callable[[]
 
     print("\n==> bench results", flush=True)
     print(f"bench: hosts={len(hosts)}")
+    print(f"bench: strategy={env.get('ANSIBLE_STRATEGY', 'linear')} (LLMOPS_MITOGEN=1: mitogen_linear)")
     print(f"bench: packages={sum(counts.values())} ({', '.join(f'{h}:{n}' for h, n in sorted(counts.items()))})")
     print(f"bench: apt_floor_s={floor:.1f} (per host: {', '.join(f'{h}:{s:.0f}' for h, s in sorted(per_host.items()))})")
     print(f"bench: first_converge_s={first:.1f}")
