@@ -51,12 +51,17 @@ def _recap(output: str) -> dict[str, dict[str, int]]:
 
 
 def _slowest(output: str, count: int = 10) -> list[str]:
-    """The task lines of profile_tasks' summary (``name ---- 12.34s``), slowest first."""
-    lines = [line.strip() for line in output.splitlines() if re.search(r" -{3,} +[0-9.]+s$", line)]
+    """The task lines of profile_tasks' last summary, slowest first. profile_tasks pads each line
+    to the terminal width with dashes before the time (``name ---- 12.34s``); a long name leaves
+    fewer of them, down to none (``long name 123.45s``), so only the block after the summary's
+    rule of ``=`` is read, not every line that happens to end in a time."""
+    lines = output.splitlines()
+    rules = [i for i, line in enumerate(lines) if re.fullmatch(r"=+\s*", line)]
     timed = []
-    for line in lines:
-        name, secs = re.match(r"^(.*?)\s+-{3,}\s+([0-9.]+)s$", line).groups()
-        timed.append((float(secs), name))
+    for line in lines[rules[-1] + 1:] if rules else []:
+        match = re.fullmatch(r"(.*?) -*\s*([0-9]+\.[0-9]{2})s\s*", line.strip())
+        if match:
+            timed.append((float(match.group(2)), match.group(1)))
     return [f"{secs:7.2f}s  {name}" for secs, name in sorted(timed, reverse=True)[:count]]
 
 
