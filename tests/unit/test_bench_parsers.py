@@ -35,4 +35,3 @@ def test_lines_before_the_summary_are_not_tasks():
         " 100.10s  llmops.langfuse.common : Refresh the apt package index when it is stale",
     ]
     assert not bench._slowest("ok: [lb] => (item=done -- 1.00s)\n")  # pylint: disable=protected-access
-
