@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import hashlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -381,6 +382,9 @@ class Steps:
         # ends (under this lock, as the scenarios' logs are), so that the two never interleave
         self.capture = False
         self.lock = threading.Lock()
+        # what failed scenarios said last, printed after the summary: CI keeps only the tail of
+        # a run's output, and a scenario's whole log scrolls far above it
+        self.excerpts: dict[str, list[str]] = {}
 
     def step(self, name: str, cmd: list, env: dict, ok_codes: tuple = (0,), cwd: Path = ROOT, **kw) -> bool:
         start = time.monotonic()
@@ -412,8 +416,26 @@ class Steps:
         for name, ok, secs in self.results:
             print(f"    {'PASS' if ok else 'FAIL'}  {secs:7.1f}s  {name}", flush=True)
         failed = [n for n, ok, _secs in self.results if not ok]
+        for name, lines in self.excerpts.items():
+            print(f"==> why {name} failed (its last error lines; its whole log is above):", flush=True)
+            for line in lines:
+                print(f"    {line}", flush=True)
         print(f"==> {len(self.results) - len(failed)} passed, {len(failed)} failed", flush=True)
         return 1 if failed else 0
+
+
+FAILURE_MARKS = re.compile(r"fatal: |FAILED!|UNREACHABLE!|CRITICAL|ERROR|Traceback|Error: |^E   |"
+                           r"^FAILED |failed=[1-9]|unreachable=[1-9]")
+
+
+def failure_excerpt(text: str, count: int = 14, width: int = 240) -> list[str]:
+    """The last `count` lines of a molecule log that say what failed (Ansible's fatal and
+    unreachable results, molecule's CRITICAL lines, pytest's E lines and FAILED summary), each cut
+    to `width` characters, then the log's last line."""
+    lines = text.splitlines()
+    marked = [line for line in lines if FAILURE_MARKS.search(line)]
+    tail = [lines[-1]] if lines and (not marked or marked[-1] != lines[-1]) else []
+    return [line.strip()[:width] for line in marked[-count:] + tail]
 
 
 def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bool) -> None:
@@ -471,6 +493,8 @@ def run_scenarios(steps: Steps, names: list[str], env: dict, jobs: int, keep: bo
                 sys.stdout.flush()
                 log(f"end: molecule test -s {name}: exit {code} after {secs:.0f}s{note}")
             steps.record(f"molecule test -s {name}{note}", code == 0, secs)
+            if code != 0:
+                steps.excerpts[f"molecule test -s {name}"] = failure_excerpt(logfile.read_text(errors="replace"))
     done.set()
     shutil.rmtree(logdir, ignore_errors=True)
 
