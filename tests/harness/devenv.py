@@ -425,15 +425,23 @@ class Steps:
 
 
 FAILURE_MARKS = re.compile(r"fatal: |failed: |FAILED!|UNREACHABLE!|CRITICAL|ERROR|Traceback|Error: |^E   |"
-                           r"^FAILED |failed=[1-9]|unreachable=[1-9]|^\s+(msg|stderr): ")
+                           r"^FAILED |failed=[1-9]|unreachable=[1-9]")
+FAILED_RESULT = re.compile(r"^(fatal|failed): \[")
+RESULT_DETAIL = re.compile(r"^\s+(msg|stderr): ")
 
 
 def failure_excerpt(text: str, count: int = 20, width: int = 240) -> list[str]:
     """The last `count` lines of a molecule log that say what failed (Ansible's fatal, failed and
-    unreachable results with their msg and stderr, molecule's CRITICAL lines, pytest's E lines and
-    FAILED summary), each cut to `width` characters, then the log's last line."""
+    unreachable results with the msg and stderr lines of a failed result, molecule's CRITICAL
+    lines, pytest's E lines and FAILED summary), each cut to `width` characters, then the log's
+    last line."""
     lines = text.splitlines()
-    marked = [line for line in lines if FAILURE_MARKS.search(line)]
+    marked, failed_at = [], -100
+    for i, line in enumerate(lines):
+        if FAILED_RESULT.match(line):
+            failed_at = i
+        if FAILURE_MARKS.search(line) or (RESULT_DETAIL.match(line) and i - failed_at <= 40):
+            marked.append(line)
     tail = [lines[-1]] if lines and (not marked or marked[-1] != lines[-1]) else []
     return [line.strip()[:width] for line in marked[-count:] + tail]
 
