@@ -452,14 +452,14 @@ class Steps:
         return 1 if failed else 0
 
 
-FAILURE_MARKS = re.compile(r"fatal: |FAILED!|UNREACHABLE!|CRITICAL|ERROR|Traceback|Error: |^E   |"
-                           r"^FAILED |failed=[1-9]|unreachable=[1-9]")
+FAILURE_MARKS = re.compile(r"fatal: |failed: |FAILED!|UNREACHABLE!|CRITICAL|ERROR|Traceback|Error: |^E   |"
+                           r"^FAILED |failed=[1-9]|unreachable=[1-9]|^\s+(msg|stderr): ")
 
 
-def failure_excerpt(text: str, count: int = 14, width: int = 240) -> list[str]:
-    """The last `count` lines of a molecule log that say what failed (Ansible's fatal and
-    unreachable results, molecule's CRITICAL lines, pytest's E lines and FAILED summary), each cut
-    to `width` characters, then the log's last line."""
+def failure_excerpt(text: str, count: int = 20, width: int = 240) -> list[str]:
+    """The last `count` lines of a molecule log that say what failed (Ansible's fatal, failed and
+    unreachable results with their msg and stderr, molecule's CRITICAL lines, pytest's E lines and
+    FAILED summary), each cut to `width` characters, then the log's last line."""
     lines = text.splitlines()
     marked = [line for line in lines if FAILURE_MARKS.search(line)]
     tail = [lines[-1]] if lines and (not marked or marked[-1] != lines[-1]) else []

@@ -11,6 +11,9 @@ INFO     [langfuse > check] Executing
 TASK [Gathering Facts] *********************************************************
 ok: [langfuse-app]
 fatal: [langfuse-pg]: UNREACHABLE! => {"changed": false, "msg": "Connection timed out.", "unreachable": true}
+failed: [localhost] (item=langfuse-app) =>
+    rc: 1
+    stderr: 'Failed to connect to bus: No such file or directory'
 PLAY RECAP *********************************************************************
 langfuse-app               : ok=1    changed=0    unreachable=0    failed=0    skipped=0
 langfuse-pg                : ok=0    changed=0    unreachable=1    failed=0    skipped=0
@@ -22,11 +25,13 @@ WARNING  An error occurred during the test sequence action: 'check'. Cleaning up
 def test_excerpt_keeps_the_error_lines_and_the_last_line():
     lines = devenv.failure_excerpt(LOG)
     assert lines[0].startswith("fatal: [langfuse-pg]: UNREACHABLE!")
-    assert "langfuse-pg                : ok=0    changed=0    unreachable=1" in lines[1]
-    assert lines[2].startswith("CRITICAL Ansible return code was 4")
+    assert lines[1] == "failed: [localhost] (item=langfuse-app) =>"
+    assert lines[2] == "stderr: 'Failed to connect to bus: No such file or directory'"
+    assert "langfuse-pg                : ok=0    changed=0    unreachable=1" in lines[3]
+    assert lines[4].startswith("CRITICAL Ansible return code was 4")
     assert lines[-1].startswith("WARNING  An error occurred")
-    # the healthy host's recap line and the ok results are not repeated
-    assert not any(line.startswith(("ok:", "langfuse-app")) for line in lines)
+    # the healthy host's recap line, the ok results and the return code are not repeated
+    assert not any(line.startswith(("ok:", "langfuse-app", "rc:")) for line in lines)
 
 
 def test_excerpt_is_bounded_in_count_and_width():
