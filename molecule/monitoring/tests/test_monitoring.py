@@ -141,13 +141,14 @@ def test_bullmq_jobs_left_waiting_fire_the_backlog_alert(hosts, mon, prom):
     jobs for 10s here) and resolves once the queue is empty."""
     redis_addr = address(hosts[REDIS])
     creds = (MON, redis_addr, 6379, "langfuse", VARS["llmops_redis_password"])
-    _added, counts = bullmq.run(*creds, [{"op": "add", "queue": "ingestion-queue", "count": 500},
-                                        {"op": "counts", "queue": "ingestion-queue"}])
+    ops = [{"op": "add", "queue": "ingestion-queue", "count": 500}, {"op": "counts", "queue": "ingestion-queue"}]
+    _added, counts = bullmq.run(*creds, ops)
     assert counts["wait"] == 500, counts
     try:
         start = time.monotonic()
-        wait_until(lambda: [r["value"][1] for r in query(mon, prom, 'redis_key_size{key="bull:ingestion-queue:wait"}')]
-                   == ["500"], 60, "redis_key_size of bull:ingestion-queue:wait at 500")
+        length = 'redis_key_size{key="bull:ingestion-queue:wait"}'
+        wait_until(lambda: [r["value"][1] for r in query(mon, prom, length)] == ["500"], 60,
+                   "redis_key_size of bull:ingestion-queue:wait at 500")
         wait_until(lambda: firing(mon, prom, "LangfuseQueueBacklog", queue="ingestion-queue"), 90,
                    "LangfuseQueueBacklog firing")
         print(f"MEASURED LangfuseQueueBacklog firing {time.monotonic() - start:.0f} s after 500 jobs were added "
