@@ -249,8 +249,35 @@ def ensure_inotify() -> None:
     run(as_root(["sysctl", "-q", "-w", f"fs.inotify.max_user_instances={INOTIFY_WANTED}"]), check=False)
 
 
+# The real BullMQ client of the queue tests (tests/helpers/bullmq.py), from npm: the versions
+# Langfuse v4.16.0 depends on (worker/package.json: bullmq ^5.76.3, ioredis ^5.10.1), pinned.
+BULLMQ_PACKAGES = {"bullmq": "5.76.3", "ioredis": "5.10.1"}
+
+
+def node_packages() -> list[str]:
+    """Debian's nodejs and npm, unless the machine has node and npm already (from any source:
+    a NodeSource nodejs carries its own npm, and Debian's npm would conflict with it)."""
+    return [pkg for pkg, tool in (("nodejs", "node"), ("npm", "npm")) if shutil.which(tool) is None]
+
+
+def ensure_bullmq() -> dict:
+    """npm install of BULLMQ_PACKAGES into the cache, once per version set."""
+    ensure_packages(node_packages())
+    dest = CACHE / ("npm-" + "-".join(f"{name}-{version}" for name, version in BULLMQ_PACKAGES.items()))
+    stamp = dest / ".llmops-complete"
+    if not stamp.exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        log(f"npm install {' '.join(f'{n}@{v}' for n, v in BULLMQ_PACKAGES.items())} into {dest}")
+        run(["npm", "install", "--no-audit", "--no-fund", "--omit=dev", "--prefix", dest,
+             *[f"{name}@{version}" for name, version in BULLMQ_PACKAGES.items()]])
+        stamp.touch()
+    return {"LLMOPS_BULLMQ_NODE_PATH": str(dest / "node_modules")}
+
+
 def ensure_images() -> dict:
-    """Test-host images, then the stand-in images (tests/harness/standins.py, when present).
+    """Test-host images, then the stand-in images (tests/harness/standins.py, when present), and
+    the BullMQ client of the queue tests.
 
     Returns environment variables the scenarios need (e.g. where the image archives are).
     """
@@ -259,6 +286,7 @@ def ensure_images() -> dict:
     ensure_packages(["debootstrap"])
     images.ensure_all(log=log, run=run)
     extra = ensure_apt_cache()
+    extra.update(ensure_bullmq())
     if (Path(__file__).parent / "standins.py").exists():
         import standins  # noqa: PLC0415  (optional module)
         extra.update(standins.ensure_all(log=log, run=run, cache=CACHE))
@@ -512,7 +540,7 @@ def start_images() -> Future:
     while the venv is made and the gates run (they need neither; the scenarios need both). Every
     apt package either side needs is installed first, in one apt run, so that the two never
     wait for each other's dpkg lock."""
-    ensure_packages(["python3-venv", "docker.io", "debootstrap", "apt-cacher-ng"])
+    ensure_packages(["python3-venv", "docker.io", "debootstrap", "apt-cacher-ng", *node_packages()])
     pool = ThreadPoolExecutor(max_workers=1)
     atexit.register(pool.shutdown, wait=False)
 

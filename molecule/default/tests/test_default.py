@@ -95,6 +95,7 @@ def test_ingestion_is_read_back_and_replicated(hosts, client, secrets):
     (LB, APP1, 3000, True), (LB, APP2, 3000, True), (CLIENT, LB, 443, True),
     (LB, PG1, 5432, False), (LB, REDIS, 6379, False), (CLIENT, APP1, 3000, False),
     (CLIENT, PG1, 5432, False), (CLIENT, REDIS, 6379, False), (CLIENT, PG2, 5432, False),
+    (MON, REDIS, 9121, True), (APP1, REDIS, 9121, False),
 ])
 def test_firewall_matrix(hosts, src, dst, port, allowed):
     assert can_connect(hosts[src], address(hosts[dst]), port) is allowed
@@ -133,8 +134,9 @@ def test_rolling_upgrade_under_load_fails_no_request(hosts, client):
 
 
 def test_prometheus_scrapes_every_host_and_the_backup_metrics(hosts):
-    """mon1's Prometheus (llmops.langfuse.monitoring) has every host's node_exporter up, and the
-    backup jobs' gauges of the primary arrive through node_exporter's textfile directory."""
+    """mon1's Prometheus (llmops.langfuse.monitoring) has every host's node_exporter and the Redis
+    host's redis_exporter up, and the backup jobs' gauges of the primary arrive through
+    node_exporter's textfile directory."""
     mon = hosts[MON]
     prom = f"http://{address(mon)}:9090"
 
@@ -152,6 +154,10 @@ def test_prometheus_scrapes_every_host_and_the_backup_metrics(hosts):
             break
         time.sleep(3)
     assert up == every, every - up
+    # redis_exporter on the Redis host, with the length of Langfuse's ingestion queue (0: empty)
+    assert [r["metric"]["instance"] for r in query('up{job="redis"} == 1')] == [REDIS]
+    assert [r["value"][1] for r in query('redis_up')] == ["1"]
+    assert len(query('redis_key_size{key="bull:ingestion-queue:wait"}')) == 1
     status = {r["metric"].get("exported_job"): r["value"][1]
               for r in query(f'llmops_backup_last_exit_status{{instance="{PG1}"}}')}
     assert status.get("logical") == "0", status

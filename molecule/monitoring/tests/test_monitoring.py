@@ -1,16 +1,24 @@
-"""Behaviour of the node_exporter and monitoring roles: Debian's Prometheus and Alertmanager on
-monitoring-mon scrape node_exporter on every host; the collection's alert rules pass promtool's
-unit tests and fire for real (a stopped exporter, a failed backup's metric); the exporter and the
-web interfaces answer the monitoring hosts only."""
+"""Behaviour of the node_exporter, redis_exporter and monitoring roles: Debian's Prometheus and
+Alertmanager on monitoring-mon scrape node_exporter on every host and redis_exporter on the Redis
+host; the collection's alert rules pass promtool's unit tests and fire for real (a stopped
+exporter, a failed backup's metric, a stopped Redis, 500 BullMQ jobs that no worker takes); the
+exporters and the web interfaces answer the monitoring hosts only."""
 import json
+import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import address, can_connect, recap, run_playbook
 
-MON, NODE, OUTSIDE = "monitoring-mon", "monitoring-node", "monitoring-outside"
+MON, NODE, REDIS, OUTSIDE = "monitoring-mon", "monitoring-node", "monitoring-redis", "monitoring-outside"
 TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS.parents[2] / "tests" / "helpers"))
+import bullmq  # noqa: E402  (tests/helpers: the real BullMQ client)
+
+VARS = yaml.safe_load((TESTS.parent / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]["all"]
 
 
 def get_json(host, url: str):
@@ -46,8 +54,13 @@ def firing(mon, prom, alertname: str, **labels) -> list:
             and all(a["labels"].get(k) == v for k, v in labels.items())]
 
 
+def query(mon, prom, expr: str) -> list:
+    return get_json(mon, f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")["data"]["result"]
+
+
 def test_every_target_is_up(mon, prom):
-    expected = {("node", MON), ("node", NODE), ("node", OUTSIDE), ("prometheus", MON), ("alertmanager", MON)}
+    expected = {("node", MON), ("node", NODE), ("node", REDIS), ("node", OUTSIDE), ("prometheus", MON),
+                ("alertmanager", MON), ("redis", REDIS)}
 
     def all_up():
         targets = get_json(mon, f"{prom}/api/v1/targets")["data"]["activeTargets"]
@@ -83,6 +96,80 @@ def test_ports_answer_the_monitoring_hosts_only(hosts):
         assert not can_connect(hosts[NODE], mon_addr, port), port
     # bound to the private address, not every interface
     assert f"{node_addr}:9100" in hosts[NODE].check_output("ss -Htln").split()
+    redis_addr = address(hosts[REDIS])
+    assert can_connect(hosts[MON], redis_addr, 9121)
+    assert not can_connect(hosts[OUTSIDE], redis_addr, 9121)
+    assert not can_connect(hosts[NODE], redis_addr, 9121)
+    assert f"{redis_addr}:9121" in hosts[REDIS].check_output("ss -Htln").split()
+
+
+def test_redis_exporter_keeps_its_password_off_the_command_line(hosts):
+    redis = hosts[REDIS]
+    password = VARS["llmops_redis_monitoring_password"]
+    secret = redis.file("/etc/prometheus/redis-exporter-password.json")
+    assert (secret.user, secret.group, secret.mode) == ("root", "prometheus", 0o640)
+    assert password in secret.content_string
+    pid = redis.check_output("systemctl show -P MainPID prometheus-redis-exporter")
+    cmdline = redis.file(f"/proc/{pid}/cmdline").content.replace(b"\0", b" ").decode()
+    assert "--redis.password-file=" in cmdline and password not in cmdline, cmdline
+
+
+def test_the_monitoring_user_counts_jobs_but_cannot_read_them(hosts):
+    """The redis role's monitoring ACL user (the exporter's) may read the type and length of
+    BullMQ's keys, never their contents; Langfuse's user adds jobs as Langfuse's web does."""
+    redis_addr = address(hosts[REDIS])
+    added, counts = bullmq.run(MON, redis_addr, 6379, "langfuse", VARS["llmops_redis_password"], [
+        {"op": "add", "queue": "llmops-acl-probe", "count": 3}, {"op": "counts", "queue": "llmops-acl-probe"}])
+    assert added == {"added": 3} and counts["wait"] == 3, counts
+    try:
+        key = "bull:llmops-acl-probe:wait"
+        replies = bullmq.run(MON, redis_addr, 6379, "monitoring", VARS["llmops_redis_monitoring_password"], [
+            {"op": "call", "args": ["TYPE", key]}, {"op": "call", "args": ["LLEN", key]},
+            {"op": "call", "args": ["LRANGE", key, "0", "-1"]},
+            {"op": "call", "args": ["HGETALL", "bull:llmops-acl-probe:1"]},
+            {"op": "call", "args": ["SET", "bull:x", "1"]}])
+        assert replies[0] == {"reply": "list"} and replies[1] == {"reply": 3}, replies
+        assert all("NOPERM" in r.get("error", "") for r in replies[2:]), replies
+    finally:
+        bullmq.run(MON, redis_addr, 6379, "langfuse", VARS["llmops_redis_password"],
+                   [{"op": "obliterate", "queue": "llmops-acl-probe"}])
+
+
+def test_bullmq_jobs_left_waiting_fire_the_backlog_alert(hosts, mon, prom):
+    """500 jobs in Langfuse's ingestion queue, added with the real BullMQ client and taken by no
+    worker: redis_exporter reports the queue's length, LangfuseQueueBacklog fires (more than 100
+    jobs for 10s here) and resolves once the queue is empty."""
+    redis_addr = address(hosts[REDIS])
+    creds = (MON, redis_addr, 6379, "langfuse", VARS["llmops_redis_password"])
+    ops = [{"op": "add", "queue": "ingestion-queue", "count": 500}, {"op": "counts", "queue": "ingestion-queue"}]
+    _added, counts = bullmq.run(*creds, ops)
+    assert counts["wait"] == 500, counts
+    try:
+        start = time.monotonic()
+        length = 'redis_key_size{key="bull:ingestion-queue:wait"}'
+        wait_until(lambda: [r["value"][1] for r in query(mon, prom, length)] == ["500"], 60,
+                   "redis_key_size of bull:ingestion-queue:wait at 500")
+        wait_until(lambda: firing(mon, prom, "LangfuseQueueBacklog", queue="ingestion-queue"), 90,
+                   "LangfuseQueueBacklog firing")
+        print(f"MEASURED LangfuseQueueBacklog firing {time.monotonic() - start:.0f} s after 500 jobs were added "
+              "(for: 10s, scrape 5s)")
+    finally:
+        bullmq.run(*creds, [{"op": "obliterate", "queue": "ingestion-queue"}])
+    wait_until(lambda: not firing(mon, prom, "LangfuseQueueBacklog", queue="ingestion-queue"), 90,
+               "LangfuseQueueBacklog resolved")
+
+
+def test_a_stopped_redis_fires_redis_down(hosts, mon, prom):
+    redis = hosts[REDIS]
+    redis.check_output("systemctl stop redis-server")
+    try:
+        secs = wait_until(lambda: firing(mon, prom, "RedisDown", instance=REDIS), 90, "RedisDown firing")
+        print(f"MEASURED RedisDown firing {secs:.0f} s after Redis stopped (for: 15s, scrape 5s)")
+        # the exporter itself still answers: TargetDown is for a lost exporter, not a lost Redis
+        assert not firing(mon, prom, "TargetDown", instance=REDIS, job="redis")
+    finally:
+        redis.check_output("systemctl start redis-server")
+    wait_until(lambda: not firing(mon, prom, "RedisDown", instance=REDIS), 90, "RedisDown resolved")
 
 
 def test_a_stopped_exporter_fires_target_down_and_reaches_alertmanager(hosts, mon, prom):

@@ -111,8 +111,13 @@ def test_monitoring_user_is_read_only(hosts, inv, target):
     assert "connected_clients" in mon("INFO", "clients")
     assert "cmd=client|list" in mon("CLIENT", "LIST")
     assert mon("SLOWLOG", "LEN").isdigit()
+    # the lengths of BullMQ's keys (redis_exporter's queue metrics), never their contents
+    assert mon("LLEN", "bull:ingestion-queue:wait") == "0"
+    assert mon("ZCARD", "bull:ingestion-queue:failed") == "0"
     for command in (["GET", "test:key"], ["SET", "test:key", "x"], ["CONFIG", "GET", "masterauth"],
-                    ["EVAL", "return 1", 0], ["SLOWLOG", "RESET"], ["CLIENT", "KILL", "ID", "1"]):
+                    ["EVAL", "return 1", 0], ["SLOWLOG", "RESET"], ["CLIENT", "KILL", "ID", "1"],
+                    ["LRANGE", "bull:ingestion-queue:wait", "0", "-1"], ["HGETALL", "bull:ingestion-queue:1"],
+                    ["LLEN", "other:key"], ["DEL", "bull:ingestion-queue:wait"]):
         assert "NOPERM" in mon(*command), command
 
 
