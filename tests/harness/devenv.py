@@ -19,8 +19,8 @@ import atexit
 import contextlib
 import hashlib
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -275,9 +275,9 @@ def ensure_bullmq() -> dict:
     return {"LLMOPS_BULLMQ_NODE_PATH": str(dest / "node_modules")}
 
 
-def ensure_images() -> dict:
+def ensure_images(test_clients: bool = True) -> dict:
     """Test-host images, then the stand-in images (tests/harness/standins.py, when present), and
-    the BullMQ client of the queue tests.
+    (test_clients) the BullMQ client of the queue tests, which the lab does not need.
 
     Returns environment variables the scenarios need (e.g. where the image archives are).
     """
@@ -286,7 +286,8 @@ def ensure_images() -> dict:
     ensure_packages(["debootstrap"])
     images.ensure_all(log=log, run=run)
     extra = ensure_apt_cache()
-    extra.update(ensure_bullmq())
+    if test_clients:
+        extra.update(ensure_bullmq())
     if (Path(__file__).parent / "standins.py").exists():
         import standins  # noqa: PLC0415  (optional module)
         extra.update(standins.ensure_all(log=log, run=run, cache=CACHE))
@@ -678,7 +679,7 @@ def link_checkout() -> None:
 
 def lab_env() -> dict:
     venv = ensure_venv()
-    extra = ensure_images()
+    extra = ensure_images(test_clients=False)
     link_checkout()
     env = tool_env(venv)
     env.update(extra)
