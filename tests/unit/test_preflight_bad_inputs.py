@@ -115,6 +115,14 @@ def with_groups(**groups):
     return inventory
 
 
+def small_with(**groups):
+    """A copy of the small inventory with some groups replaced ({group: {host: vars}})."""
+    inventory = copy.deepcopy(SMALL)
+    for group, hosts in groups.items():
+        inventory["all"]["children"][group] = {"hosts": hosts}
+    return inventory
+
+
 def host_vars(group, host, **variables):
     inventory = copy.deepcopy(GOOD)
     inventory["all"]["children"][group]["hosts"][host].update(variables)
@@ -203,6 +211,13 @@ CASES = [
                                    "redis_exporter_bullmq_queues": ["ingestion-queue", "trace upsert"]},
      with_groups(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}}),
      "the names in redis_exporter_bullmq_queues may hold letters, digits and _.- only"),
+    ("postgres-exporter-without-loopback", {"llmops_redis_monitoring_password": "mon-Test-3Fd8Kq2Wz6Lp",
+                                            "llmops_postgresql_monitoring_password": "pgmon-Test-7Vc4Nb9Xs1Hj"},
+     small_with(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}},
+                postgres_primary={"pg1": {"llmops_private_address": "10.9.0.21",
+                                          "postgresql_listen_addresses": ["10.9.0.21"]}}),
+     "postgres_exporter reads PostgreSQL over 127.0.0.1, and postgresql_listen_addresses (10.9.0.21) has "
+     "neither localhost nor 127.0.0.1"),
     ("fluent-bit-output-type", fluent_bit(FB_REPO_PORT, [{**FB_OUTPUT, "type": "splunk"}],
                                           fluent_bit_repo_key_fingerprint=FB_TEST_FINGERPRINT), None,
      "output 'central': type 'splunk' is not one of elasticsearch, forward, loki, opensearch, s3"),

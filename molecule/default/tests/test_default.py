@@ -90,12 +90,13 @@ def test_ingestion_is_read_back_and_replicated(hosts, client, secrets):
 
 
 @pytest.mark.parametrize("src,dst,port,allowed", [
-    (APP1, PG1, 5432, True), (APP2, PG1, 5432, True), (PG2, PG1, 5432, True), (MON, PG1, 5432, True),
+    (APP1, PG1, 5432, True), (APP2, PG1, 5432, True), (PG2, PG1, 5432, True), (MON, PG1, 5432, False),
     (APP1, REDIS, 6379, True), (APP2, REDIS, 6379, True), (MON, REDIS, 6379, True),
     (LB, APP1, 3000, True), (LB, APP2, 3000, True), (CLIENT, LB, 443, True),
     (LB, PG1, 5432, False), (LB, REDIS, 6379, False), (CLIENT, APP1, 3000, False),
     (CLIENT, PG1, 5432, False), (CLIENT, REDIS, 6379, False), (CLIENT, PG2, 5432, False),
     (MON, REDIS, 9121, True), (APP1, REDIS, 9121, False),
+    (MON, PG1, 9187, True), (MON, PG2, 9187, True), (APP1, PG1, 9187, False), (CLIENT, PG2, 9187, False),
 ])
 def test_firewall_matrix(hosts, src, dst, port, allowed):
     assert can_connect(hosts[src], address(hosts[dst]), port) is allowed
@@ -133,18 +134,24 @@ def test_rolling_upgrade_under_load_fails_no_request(hosts, client):
         assert health["version"] == next_version
 
 
+def prometheus_api(hosts, path, query=None):
+    """GET an API path of mon1's Prometheus from mon1 itself; the decoded JSON answer."""
+    prom = f"http://{address(hosts[MON])}:9090"
+    code = ("import json,sys,urllib.parse,urllib.request\n"
+            f"url = {prom!r} + sys.argv[1]\n"
+            "if len(sys.argv) > 2: url += '?query=' + urllib.parse.quote(sys.argv[2])\n"
+            "print(urllib.request.urlopen(url, timeout=10).read().decode())\n")
+    argv = [path] + ([query] if query is not None else [])
+    return json.loads(hosts[MON].check_output("python3 -c %s" + " %s" * len(argv), code, *argv))
+
+
 def test_prometheus_scrapes_every_host_and_the_backup_metrics(hosts):
     """mon1's Prometheus (llmops.langfuse.monitoring) has every host's node_exporter and the Redis
     host's redis_exporter up, and the backup jobs' gauges of the primary arrive through
     node_exporter's textfile directory."""
-    mon = hosts[MON]
-    prom = f"http://{address(mon)}:9090"
 
     def query(expr):
-        code = ("import json,sys,urllib.parse,urllib.request\n"
-                f"url = {prom!r} + '/api/v1/query?query=' + urllib.parse.quote(sys.argv[1])\n"
-                "print(urllib.request.urlopen(url, timeout=10).read().decode())\n")
-        return json.loads(mon.check_output("python3 -c %s %s", code, expr))["data"]["result"]
+        return prometheus_api(hosts, "/api/v1/query", expr)["data"]["result"]
 
     every = {LB, APP1, APP2, PG1, PG2, REDIS, MON, CLIENT}
     deadline = time.monotonic() + 90
@@ -162,3 +169,51 @@ def test_prometheus_scrapes_every_host_and_the_backup_metrics(hosts):
               for r in query(f'llmops_backup_last_exit_status{{instance="{PG1}"}}')}
     assert status.get("logical") == "0", status
     assert not query('ALERTS{alertname="TargetDown", alertstate="firing"}')
+
+
+def test_postgres_exporter_reports_the_replica_streaming(hosts):
+    """postgres_exporter on both database hosts (llmops.langfuse.postgres_exporter) reads its
+    server as the monitoring role over loopback: pg1 is the primary with its one standby
+    streaming, pg2 a standby with a lag figure, connections against max_connections on both;
+    no PostgreSQL alert fires."""
+
+    def query(expr):
+        return prometheus_api(hosts, "/api/v1/query", expr)["data"]["result"]
+
+    def by_instance(expr):
+        return {r["metric"]["instance"]: float(r["value"][1]) for r in query(expr)}
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if by_instance('pg_up') == {PG1: 1.0, PG2: 1.0} and by_instance('llmops_pg_replication_is_primary'):
+            break
+        time.sleep(3)
+    assert by_instance('pg_up') == {PG1: 1.0, PG2: 1.0}
+    roles = {r["metric"]["instance"]: r["metric"]["pg_role"] for r in query('up{job="postgresql"} == 1')}
+    assert roles == {PG1: "primary", PG2: "replica"}
+    assert by_instance('llmops_pg_replication_is_primary') == {PG1: 1.0, PG2: 0.0}
+    assert by_instance('llmops_pg_replication_streaming_standbys')[PG1] == 1.0
+    lag = by_instance('llmops_pg_replication_lag_seconds')
+    assert set(lag) == {PG1, PG2} and lag[PG1] == 0.0 and 0.0 <= lag[PG2] < 30, lag
+    in_use, most = by_instance('llmops_pg_connections_in_use'), by_instance('llmops_pg_connections_max')
+    assert set(in_use) == set(most) == {PG1, PG2} and all(0 < in_use[h] < most[h] for h in in_use), (in_use, most)
+    assert not query('ALERTS{alertname=~"PostgreSQL.*", alertstate="firing"}')
+    # the exporter's password is in its file, not in its environment or command line
+    for host in (PG1, PG2):
+        pid = hosts[host].check_output("systemctl show -p MainPID --value prometheus-postgres-exporter")
+        environ = hosts[host].check_output("tr '\\0' '\\n' < /proc/%s/environ", pid)
+        assert "DATA_SOURCE_PASS_FILE=/etc/prometheus/postgres-exporter-password" in environ
+        assert "DATA_SOURCE_PASS=" not in environ.replace("DATA_SOURCE_PASS_FILE=", "")
+
+
+def test_every_alert_rule_evaluates_against_the_live_prometheus(hosts):
+    """Each loaded rule's expression, queried on mon1's Prometheus, answers without an error (a
+    rule over a metric no exporter has would still answer: an empty result, which is why the
+    tests above check the series themselves)."""
+    groups = prometheus_api(hosts, "/api/v1/rules")["data"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert {"TargetDown", "RedisDown", "LangfuseQueueBacklog", "PostgreSQLReplicaMissing"} <= {r["name"] for r in rules}
+    for rule in rules:
+        assert rule["health"] == "ok", rule
+        answer = prometheus_api(hosts, "/api/v1/query", rule["query"])
+        assert answer["status"] == "success", (rule["name"], answer)
