@@ -1,10 +1,12 @@
 """Helpers shared by the testinfra suites of every scenario (molecule/*/tests)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,20 @@ def address(host) -> str:
     (`hostname -I` would list docker0 first on a host that runs Docker)."""
     out = host.check_output("ip -4 -o route get 192.0.2.1").split()
     return out[out.index("src") + 1]
+
+
+def get_json(host, url: str):
+    """GET a URL from a test host (with its python3), the decoded JSON answer."""
+    code = (
+        "import json,sys,urllib.request\n"
+        f"print(urllib.request.urlopen({url!r}, timeout=10).read().decode())\n"
+    )
+    return json.loads(host.check_output("python3 -c %s", code))
+
+
+def prometheus_query(host, prom: str, expr: str) -> list:
+    """The result of an instant query of the Prometheus at `prom`, asked from a test host."""
+    return get_json(host, f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")["data"]["result"]
 
 
 def listen(host, port: int) -> None:

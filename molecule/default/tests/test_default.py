@@ -5,12 +5,13 @@ import json
 import os
 import shlex
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import address, can_connect, run_playbook
+from conftest import address, can_connect, get_json, prometheus_query, run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 VAULT = ROOT / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"
@@ -134,15 +135,9 @@ def test_rolling_upgrade_under_load_fails_no_request(hosts, client):
         assert health["version"] == next_version
 
 
-def prometheus_api(hosts, path, query=None):
-    """GET an API path of mon1's Prometheus from mon1 itself; the decoded JSON answer."""
-    prom = f"http://{address(hosts[MON])}:9090"
-    code = ("import json,sys,urllib.parse,urllib.request\n"
-            f"url = {prom!r} + sys.argv[1]\n"
-            "if len(sys.argv) > 2: url += '?query=' + urllib.parse.quote(sys.argv[2])\n"
-            "print(urllib.request.urlopen(url, timeout=10).read().decode())\n")
-    argv = [path] + ([query] if query is not None else [])
-    return json.loads(hosts[MON].check_output("python3 -c %s" + " %s" * len(argv), code, *argv))
+def prom(hosts):
+    """mon1's Prometheus, asked from mon1 itself."""
+    return f"http://{address(hosts[MON])}:9090"
 
 
 def test_prometheus_scrapes_every_host_and_the_backup_metrics(hosts):
@@ -151,7 +146,7 @@ def test_prometheus_scrapes_every_host_and_the_backup_metrics(hosts):
     node_exporter's textfile directory."""
 
     def query(expr):
-        return prometheus_api(hosts, "/api/v1/query", expr)["data"]["result"]
+        return prometheus_query(hosts[MON], prom(hosts), expr)
 
     every = {LB, APP1, APP2, PG1, PG2, REDIS, MON, CLIENT}
     deadline = time.monotonic() + 90
@@ -178,7 +173,7 @@ def test_postgres_exporter_reports_the_replica_streaming(hosts):
     no PostgreSQL alert fires."""
 
     def query(expr):
-        return prometheus_api(hosts, "/api/v1/query", expr)["data"]["result"]
+        return prometheus_query(hosts[MON], prom(hosts), expr)
 
     def by_instance(expr):
         return {r["metric"]["instance"]: float(r["value"][1]) for r in query(expr)}
@@ -210,10 +205,10 @@ def test_every_alert_rule_evaluates_against_the_live_prometheus(hosts):
     """Each loaded rule's expression, queried on mon1's Prometheus, answers without an error (a
     rule over a metric no exporter has would still answer: an empty result, which is why the
     tests above check the series themselves)."""
-    groups = prometheus_api(hosts, "/api/v1/rules")["data"]["groups"]
+    groups = get_json(hosts[MON], f"{prom(hosts)}/api/v1/rules")["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
     assert {"TargetDown", "RedisDown", "LangfuseQueueBacklog", "PostgreSQLReplicaMissing"} <= {r["name"] for r in rules}
     for rule in rules:
         assert rule["health"] == "ok", rule
-        answer = prometheus_api(hosts, "/api/v1/query", rule["query"])
+        answer = get_json(hosts[MON], f"{prom(hosts)}/api/v1/query?query={urllib.parse.quote(rule['query'])}")
         assert answer["status"] == "success", (rule["name"], answer)

@@ -3,15 +3,13 @@ Alertmanager on monitoring-mon scrape node_exporter on every host and redis_expo
 host; the collection's alert rules pass promtool's unit tests and fire for real (a stopped
 exporter, a failed backup's metric, a stopped Redis, 500 BullMQ jobs that no worker takes); the
 exporters and the web interfaces answer the monitoring hosts only."""
-import json
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import address, can_connect, recap, run_playbook
+from conftest import address, can_connect, get_json, prometheus_query, recap, run_playbook
 
 MON, NODE, REDIS, OUTSIDE = "monitoring-mon", "monitoring-node", "monitoring-redis", "monitoring-outside"
 TESTS = Path(__file__).parent
@@ -19,14 +17,6 @@ sys.path.insert(0, str(TESTS.parents[2] / "tests" / "helpers"))
 import bullmq  # noqa: E402  (tests/helpers: the real BullMQ client)
 
 VARS = yaml.safe_load((TESTS.parent / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]["all"]
-
-
-def get_json(host, url: str):
-    code = (
-        "import json,sys,urllib.request\n"
-        f"print(urllib.request.urlopen({url!r}, timeout=10).read().decode())\n"
-    )
-    return json.loads(host.check_output("python3 -c %s", code))
 
 
 def wait_until(check, seconds: float, what: str) -> float:
@@ -52,10 +42,6 @@ def firing(mon, prom, alertname: str, **labels) -> list:
     alerts = get_json(mon, f"{prom}/api/v1/alerts")["data"]["alerts"]
     return [a for a in alerts if a["labels"].get("alertname") == alertname and a["state"] == "firing"
             and all(a["labels"].get(k) == v for k, v in labels.items())]
-
-
-def query(mon, prom, expr: str) -> list:
-    return get_json(mon, f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")["data"]["result"]
 
 
 def test_every_target_is_up(mon, prom):
@@ -147,7 +133,7 @@ def test_bullmq_jobs_left_waiting_fire_the_backlog_alert(hosts, mon, prom):
     try:
         start = time.monotonic()
         length = 'redis_key_size{key="bull:ingestion-queue:wait"}'
-        wait_until(lambda: [r["value"][1] for r in query(mon, prom, length)] == ["500"], 60,
+        wait_until(lambda: [r["value"][1] for r in prometheus_query(mon, prom, length)] == ["500"], 60,
                    "redis_key_size of bull:ingestion-queue:wait at 500")
         wait_until(lambda: firing(mon, prom, "LangfuseQueueBacklog", queue="ingestion-queue"), 90,
                    "LangfuseQueueBacklog firing")
