@@ -54,6 +54,10 @@ def bucket(hosts, prefix=""):
     return json.loads(hosts[S3].check_output(f"s3client ls {BUCKET} {prefix}"))
 
 
+def outside_pgbackrest(keys):
+    return {k for k in keys if not k.startswith("pgbackrest/")}
+
+
 def dumps(hosts):
     return sorted(k[len(LOGICAL):-len(".json")] for k in bucket(hosts, LOGICAL)
                   if re.fullmatch(r"langfuse-\d{8}T\d{6}Z\.json", k[len(LOGICAL):]))
@@ -237,10 +241,12 @@ def test_retention_removes_exactly_what_is_past_the_limits(hosts):
             s3.check_output(f"echo old | s3client put {BUCKET} {LOGICAL}{name}{suffix}")
     for key in foreign:
         s3.check_output(f"echo other | s3client put {BUCKET} {key}")
-    before = set(bucket(hosts))
+    # pgBackRest's repository is left out: PostgreSQL archives a WAL segment whenever archive_timeout
+    # (1 min) passes, so it can grow during this job on its own clock
+    before = outside_pgbackrest(bucket(hosts))
     rc, journal = start(primary, "logical")
     assert rc == 0, journal
-    after = set(bucket(hosts))
+    after = outside_pgbackrest(bucket(hosts))
     new = list(after - before)
     assert len(new) == 2, new  # the new dump and its manifest
     # the rule, independently: newest first; the newest always stays; beyond the count or the age goes
