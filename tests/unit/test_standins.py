@@ -337,3 +337,13 @@ def test_clickhouse_backup_checks_the_s3_target_then_refuses(fake_s3, capsys):
     with pytest.raises(ch.CHError) as err:
         ch.execute(None, "BACKUP DATABASE default TO S3('http://127.0.0.1:1/b/x/', 'k', 's')", "", "default", "lf", {})
     assert err.value.code == 499 and "unreachable" in str(err.value)
+
+
+def test_worker_queue_consumption_stuck_like_langfuse():
+    stuck = lf.queue_consumption_stuck
+    assert stuck(1000.0, None, None, 1) == (False, None)  # no consumer registered: never stuck
+    assert stuck(1000.0, 950.0, None, 1) == (False, 50)  # grace from registration
+    assert stuck(1000.0, 900.0, None, 1) == (True, 100)
+    assert stuck(1000.0, 100.0, 980.0, 1) == (False, 20)  # a recent job resets the clock
+    assert stuck(1000.0, 100.0, 900.0, 1) == (True, 100)
+    assert stuck(1000.0, 940.0, None, 1) == (False, 60)  # exactly the threshold is not yet stuck

@@ -98,6 +98,9 @@ def test_ingestion_is_read_back_and_replicated(hosts, client, secrets):
     (CLIENT, PG1, 5432, False), (CLIENT, REDIS, 6379, False), (CLIENT, PG2, 5432, False),
     (MON, REDIS, 9121, True), (APP1, REDIS, 9121, False),
     (MON, PG1, 9187, True), (MON, PG2, 9187, True), (APP1, PG1, 9187, False), (CLIENT, PG2, 9187, False),
+    # blackbox_exporter: open to the monitoring host only; the worker it probes stays on loopback
+    (MON, APP1, 9115, True), (MON, APP2, 9115, True), (CLIENT, APP1, 9115, False), (LB, APP2, 9115, False),
+    (MON, APP1, 3030, False), (LB, APP1, 3030, False),
 ])
 def test_firewall_matrix(hosts, src, dst, port, allowed):
     assert can_connect(hosts[src], address(hosts[dst]), port) is allowed
@@ -201,13 +204,68 @@ def test_postgres_exporter_reports_the_replica_streaming(hosts):
         assert "DATA_SOURCE_PASS=" not in environ.replace("DATA_SOURCE_PASS_FILE=", "")
 
 
+def probe(hosts, app, target):
+    """One probe of an app host's blackbox_exporter, asked from mon1: (probe_success, status code)."""
+    query = urllib.parse.urlencode({"module": "langfuse_health", "target": target})
+    text = hosts[MON].check_output("curl -sS --max-time 20 %s",
+                                   shlex.quote(f"http://{address(hosts[app])}:9115/probe?{query}"))
+    values = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("probe_"))
+    return float(values["probe_success"]), float(values["probe_http_status_code"])
+
+
+def test_blackbox_probes_every_web_worker_and_the_lb(hosts):
+    """blackbox_exporter (llmops.langfuse.blackbox_exporter): each app host probes its web with the
+    database check and its loopback-only worker with the stuck-queue check, mon1 probes the load
+    balancer over HTTPS with the lab CA; all succeed with 200 and a certificate valid for more than
+    14 days, no health alert fires; a stopped worker fails its probe and passes again once started."""
+
+    def query(expr):
+        return prometheus_query(hosts[MON], prom(hosts), expr)
+
+    def success(job):
+        return {r["metric"]["instance"]: r["value"][1] for r in query(f'probe_success{{job="{job}"}}')}
+
+    expected = {"langfuse_web": {APP1: "1", APP2: "1"}, "langfuse_worker": {APP1: "1", APP2: "1"},
+                "langfuse_lb": {LB: "1"}}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        seen = {job: success(job) for job in expected}
+        if seen == expected:
+            break
+        time.sleep(3)
+    assert seen == expected
+    codes = {(r["metric"]["job"], r["metric"]["instance"]): r["value"][1]
+             for r in query('probe_http_status_code{job=~"langfuse_.*"}')}
+    assert set(codes.values()) == {"200"} and len(codes) == 5, codes
+    days = [float(r["value"][1]) for r in query('(probe_ssl_earliest_cert_expiry{job="langfuse_lb"} - time()) / 86400')]
+    assert len(days) == 1 and days[0] > 14, days
+    targets = get_json(hosts[MON], f"{prom(hosts)}/api/v1/targets?state=active")["data"]["activeTargets"]
+    urls = {t["labels"]["instance"]: t["scrapeUrl"] for t in targets if t["labels"]["job"] == "langfuse_worker"}
+    assert all("failIfQueueConsumptionStuck%3Dtrue" in u and "127.0.0.1%3A3030" in u for u in urls.values()), urls
+    assert not query('ALERTS{alertname=~"LangfuseHealthCheckFailing|TLSCertificateExpiringSoon", alertstate="firing"}')
+
+    worker = "http://127.0.0.1:3030/api/health?failIfQueueConsumptionStuck=true"
+    assert probe(hosts, APP2, worker) == (1.0, 200.0)
+    hosts[APP2].check_output("docker stop langfuse-worker")
+    try:
+        assert probe(hosts, APP2, worker)[0] == 0.0
+        assert probe(hosts, APP1, worker) == (1.0, 200.0)
+    finally:
+        hosts[APP2].check_output("docker start langfuse-worker")
+    deadline = time.monotonic() + 60
+    while probe(hosts, APP2, worker) != (1.0, 200.0) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert probe(hosts, APP2, worker) == (1.0, 200.0)
+
+
 def test_every_alert_rule_evaluates_against_the_live_prometheus(hosts):
     """Each loaded rule's expression, queried on mon1's Prometheus, answers without an error (a
     rule over a metric no exporter has would still answer: an empty result, which is why the
     tests above check the series themselves)."""
     groups = get_json(hosts[MON], f"{prom(hosts)}/api/v1/rules")["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert {"TargetDown", "RedisDown", "LangfuseQueueBacklog", "PostgreSQLReplicaMissing"} <= {r["name"] for r in rules}
+    assert {"TargetDown", "RedisDown", "LangfuseQueueBacklog", "PostgreSQLReplicaMissing",
+            "LangfuseHealthCheckFailing", "TLSCertificateExpiringSoon"} <= {r["name"] for r in rules}
     for rule in rules:
         assert rule["health"] == "ok", rule
         answer = get_json(hosts[MON], f"{prom(hosts)}/api/v1/query?query={urllib.parse.quote(rule['query'])}")

@@ -1,8 +1,8 @@
 """Behaviour of the node_exporter, redis_exporter and monitoring roles: Debian's Prometheus and
 Alertmanager on monitoring-mon scrape node_exporter on every host and redis_exporter on the Redis
 host; the collection's alert rules pass promtool's unit tests and fire for real (a stopped
-exporter, a failed backup's metric, a stopped Redis, 500 BullMQ jobs that no worker takes); the
-exporters and the web interfaces answer the monitoring hosts only."""
+exporter, a failed backup's metric, a stopped Redis, 500 BullMQ jobs that no worker takes, a public
+URL without HTTPS); the exporters and the web interfaces answer the monitoring hosts only."""
 import sys
 import time
 from pathlib import Path
@@ -46,7 +46,7 @@ def firing(mon, prom, alertname: str, **labels) -> list:
 
 def test_every_target_is_up(mon, prom):
     expected = {("node", MON), ("node", NODE), ("node", REDIS), ("node", OUTSIDE), ("prometheus", MON),
-                ("alertmanager", MON), ("redis", REDIS)}
+                ("alertmanager", MON), ("redis", REDIS), ("langfuse_public", "https://monitoring-outside")}
 
     def all_up():
         targets = get_json(mon, f"{prom}/api/v1/targets")["data"]["activeTargets"]
@@ -182,6 +182,21 @@ def test_a_failed_backup_metric_fires_backup_failed(hosts, mon, prom):
                    "BackupFailed firing")
     finally:
         node.check_output("rm -f %s", path)
+
+
+def test_a_public_url_without_https_fires_the_health_alert(hosts, mon, prom):
+    """mon's blackbox_exporter probes monitoring_probe_public_url (here a host where nothing serves
+    HTTPS): the probe fails while the exporter answers, LangfuseHealthCheckFailing fires for the
+    langfuse_public job (for: 10s here), TargetDown does not; blackbox_exporter is open to the
+    monitoring hosts only."""
+    secs = wait_until(lambda: firing(mon, prom, "LangfuseHealthCheckFailing", job="langfuse_public"), 90,
+                      "LangfuseHealthCheckFailing firing")
+    print(f"MEASURED LangfuseHealthCheckFailing firing {secs:.0f} s into the test (for: 10s, scrape 5s)")
+    assert [r["value"][1] for r in prometheus_query(mon, prom, 'probe_success{job="langfuse_public"}')] == ["0"]
+    assert not firing(mon, prom, "TargetDown", job="langfuse_public")
+    mon_addr = address(mon)
+    assert f"{mon_addr}:9115" in mon.check_output("ss -Htln").split()
+    assert not can_connect(hosts[OUTSIDE], mon_addr, 9115)
 
 
 def test_check_mode_changes_nothing():

@@ -496,11 +496,23 @@ def redis_check_at_start(stores: Stores, deadline: float) -> None:
 
 
 # --------------------------------------------------------------------------- worker loop
+def queue_consumption_stuck(now: float, tracking_since: float | None, last_activity: float | None,
+                            threshold_minutes: int) -> tuple[bool, int | None]:
+    """Langfuse's worker (worker/src/features/health/queueConsumption.ts, v4.16.0): stuck once no job was
+    picked up or completed for the threshold, counted from the later of the consumer's registration and
+    its last job; a container without a registered consumer is never stuck. (stuck, seconds since)."""
+    if tracking_since is None:
+        return False, None
+    seconds = max(0, round(now - max(tracking_since, last_activity or 0)))
+    return seconds > threshold_minutes * 60, seconds
+
+
 def worker_loop(app: App) -> None:
     """Consume the ingestion queue: S3 object -> ClickHouse row -> PostgreSQL processed mark."""
     import redis  # noqa: PLC0415
     stores = app.stores
     queue = stores.redis_key(QUEUE_KEY)
+    app.tracking_since = time.time()
     while not app.stopping.is_set():
         try:
             item = stores.redis().brpop([queue], timeout=1)
@@ -510,6 +522,7 @@ def worker_loop(app: App) -> None:
             continue
         if not item:
             continue
+        app.last_activity = time.time()
         job = json.loads(item[1])
         try:
             event = json.loads(stores.s3_request("GET", job["s3_key"]))
@@ -551,6 +564,10 @@ class App:
         self.sigterm = threading.Event()
         self.stopping = threading.Event()
         self.max_attempts = int(env.get("STANDIN_WORKER_MAX_ATTEMPTS") or 10)
+        # LANGFUSE_QUEUE_CONSUMPTION_STUCK_THRESHOLD_MINUTES of Langfuse's worker (default 60)
+        self.stuck_threshold_minutes = int(env.get("LANGFUSE_QUEUE_CONSUMPTION_STUCK_THRESHOLD_MINUTES") or 60)
+        self.tracking_since: float | None = None
+        self.last_activity: float | None = None
 
     # --- auth against the API keys stored by headless init
     def project_for(self, header: str | None) -> str | None:
@@ -675,6 +692,15 @@ class Handler(BaseHTTPRequestHandler):
                     problems.append(f"postgres: {str(exc).strip()}")
                 if problems:
                     return self.send_json(503, {"status": "error", "message": "; ".join(problems)})
+                if query.get("failIfQueueConsumptionStuck") == "true":
+                    stuck, seconds = queue_consumption_stuck(time.time(), app.tracking_since, app.last_activity,
+                                                             app.stuck_threshold_minutes)
+                    details = {"queueConsumption": {"secondsSinceLastActivity": seconds, "stuck": stuck,
+                                                    "thresholdSeconds": app.stuck_threshold_minutes * 60}}
+                    if stuck:
+                        log(f"health: queue consumption stuck (last job activity {seconds}s ago)")
+                        return self.send_json(503, {"status": "Queue consumption stuck", **details})
+                    return self.send_json(200, {"status": "OK", "version": app.version, **details})
                 return self.send_json(200, {"status": "OK", "version": app.version})
             if url.path == "/api/ready":
                 if app.sigterm.is_set():
