@@ -101,6 +101,9 @@ def test_ingestion_is_read_back_and_replicated(hosts, client, secrets):
     # blackbox_exporter: open to the monitoring host only; the worker it probes stays on loopback
     (MON, APP1, 9115, True), (MON, APP2, 9115, True), (CLIENT, APP1, 9115, False), (LB, APP2, 9115, False),
     (MON, APP1, 3030, False), (LB, APP1, 3030, False),
+    # the nginx exporter and mtail on the LB: open to the monitoring host only; stub_status on loopback
+    (MON, LB, 9113, True), (MON, LB, 3903, True), (CLIENT, LB, 9113, False), (CLIENT, LB, 3903, False),
+    (APP1, LB, 3903, False), (MON, LB, 8080, False),
 ])
 def test_firewall_matrix(hosts, src, dst, port, allowed):
     assert can_connect(hosts[src], address(hosts[dst]), port) is allowed
@@ -204,6 +207,45 @@ def test_postgres_exporter_reports_the_replica_streaming(hosts):
         assert "DATA_SOURCE_PASS=" not in environ.replace("DATA_SOURCE_PASS_FILE=", "")
 
 
+def mtail_count(hosts, status):
+    """mtail's count of the LB's responses with this status, read from mon1 (0 before the first)."""
+    text = hosts[MON].check_output("curl -sS --max-time 20 http://%s:3903/metrics", address(hosts[LB]))
+    for line in text.splitlines():
+        if line.startswith("llmops_nginx_responses_total{") and f'status="{status}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_nginx_exporter_and_mtail_count_the_lb_responses(hosts, client):
+    """The LB's nginx exporter reads stub_status (nginx_up, requests) and mtail counts the JSON
+    access log by status (llmops.langfuse.nginx_exporter): five refused requests add exactly five
+    401s, and Prometheus has both jobs up and the counts; no nginx alert fires."""
+
+    def query(expr):
+        return prometheus_query(hosts[MON], prom(hosts), expr)
+
+    before = mtail_count(hosts, "401")
+    for _request in range(5):
+        status, _body = curl(client, lb_url(hosts, "/api/public/projects"), "-u", "pk-lf-wrong:sk-lf-wrong")
+        assert status == "401"
+    deadline = time.monotonic() + 20
+    while mtail_count(hosts, "401") < before + 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert mtail_count(hosts, "401") == before + 5
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        counted = query(f'llmops_nginx_responses_total{{instance="{LB}", status="401"}}')
+        if counted and float(counted[0]["value"][1]) >= before + 5:
+            break
+        time.sleep(3)
+    assert counted and float(counted[0]["value"][1]) >= before + 5, counted
+    assert [r["value"][1] for r in query(f'nginx_up{{instance="{LB}"}}')] == ["1"]
+    assert float(query(f'nginx_http_requests_total{{instance="{LB}"}}')[0]["value"][1]) > 5
+    assert {r["metric"]["job"] for r in query(f'up{{instance="{LB}", job=~"nginx|nginx_log"}} == 1')} == {
+        "nginx", "nginx_log"}
+    assert not query('ALERTS{alertname=~"Nginx.*", alertstate="firing"}')
+
+
 def probe(hosts, app, target):
     """One probe of an app host's blackbox_exporter, asked from mon1: (probe_success, status code)."""
     query = urllib.parse.urlencode({"module": "langfuse_health", "target": target})
@@ -265,7 +307,8 @@ def test_every_alert_rule_evaluates_against_the_live_prometheus(hosts):
     groups = get_json(hosts[MON], f"{prom(hosts)}/api/v1/rules")["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
     assert {"TargetDown", "RedisDown", "LangfuseQueueBacklog", "PostgreSQLReplicaMissing",
-            "LangfuseHealthCheckFailing", "TLSCertificateExpiringSoon"} <= {r["name"] for r in rules}
+            "LangfuseHealthCheckFailing", "TLSCertificateExpiringSoon", "NginxServerErrors",
+            "NginxRateLimited"} <= {r["name"] for r in rules}
     for rule in rules:
         assert rule["health"] == "ok", rule
         answer = get_json(hosts[MON], f"{prom(hosts)}/api/v1/query?query={urllib.parse.quote(rule['query'])}")
