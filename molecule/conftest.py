@@ -45,6 +45,25 @@ def prometheus_query(host, prom: str, expr: str) -> list:
     return get_json(host, f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")["data"]["result"]
 
 
+DASHBOARDS = Path(__file__).resolve().parents[1] / "roles" / "grafana" / "files" / "dashboards"
+
+
+def dashboard_expressions() -> list[str]:
+    """Every PromQL expression of the grafana role's dashboards."""
+    return [t["expr"] for f in sorted(DASHBOARDS.glob("*.json"))
+            for p in json.loads(f.read_text())["panels"] for t in p.get("targets", [])]
+
+
+def failing_queries(host, prom: str, expressions: list[str]) -> list:
+    """The expressions the Prometheus at `prom` does not answer with success, with its answer."""
+    bad = []
+    for expr in expressions:
+        answer = get_json(host, f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")
+        if answer.get("status") != "success":
+            bad.append((expr, answer))
+    return bad
+
+
 def listen(host, port: int) -> None:
     """Start a throw-away TCP listener (python http.server) on a port of a host."""
     unit = f"llmops-probe-{port}"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import address, can_connect, get_json, prometheus_query, recap, run_playbook
+from conftest import (address, can_connect, dashboard_expressions, failing_queries, get_json, prometheus_query, recap,
+                      run_playbook)
 
 MON, NODE, REDIS, OUTSIDE = "monitoring-mon", "monitoring-node", "monitoring-redis", "monitoring-outside"
 TESTS = Path(__file__).parent
@@ -197,6 +198,31 @@ def test_a_public_url_without_https_fires_the_health_alert(hosts, mon, prom):
     mon_addr = address(mon)
     assert f"{mon_addr}:9115" in mon.check_output("ss -Htln").split()
     assert not can_connect(hosts[OUTSIDE], mon_addr, 9115)
+
+
+def test_every_dashboard_query_evaluates(mon, prom):
+    """Each PromQL expression of the grafana role's dashboards answers without an error here (the
+    full-stack scenario also checks that most of them have data)."""
+    expressions = dashboard_expressions()
+    assert len(expressions) >= 20
+    assert not failing_queries(mon, prom, expressions)
+
+
+def test_grafana_fails_before_any_change_when_its_repository_is_unreachable(mon):
+    """apt.grafana.com cannot be reached from the test hosts: the role stops in its preflight, naming
+    the repository, and the host has no key, source, package or configuration of Grafana."""
+    run = run_playbook("grafana.yml")
+    assert run.returncode != 0
+    flat = " ".join(run.stdout.split())
+    assert (f"Grafana's apt repository cannot be reached from {MON}: "
+            "GET https://apt.grafana.com/gpg.key answered") in flat, run.stdout[-3000:]
+    assert "Nothing was changed on the host." in flat
+    assert "molecule-Grafana-Test-8Rw2" not in run.stdout
+    counters = recap(run.stdout)
+    assert counters[MON]["changed"] == 0 and counters[MON]["failed"] == 1, counters
+    for path in ("/etc/apt/keyrings/grafana.asc", "/etc/apt/sources.list.d/grafana.sources", "/etc/grafana"):
+        assert not mon.file(path).exists, path
+    assert mon.run("dpkg-query -W grafana").rc != 0
 
 
 def test_check_mode_changes_nothing():
