@@ -250,8 +250,7 @@ def test_nginx_exporter_and_mtail_count_the_lb_responses(hosts, client):
 def probe(hosts, app, target):
     """One probe of an app host's blackbox_exporter, asked from mon1: (probe_success, status code)."""
     query = urllib.parse.urlencode({"module": "langfuse_health", "target": target})
-    text = hosts[MON].check_output("curl -sS --max-time 20 %s",
-                                   shlex.quote(f"http://{address(hosts[app])}:9115/probe?{query}"))
+    text = hosts[MON].check_output("curl -sS --max-time 20 %s", f"http://{address(hosts[app])}:9115/probe?{query}")
     values = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("probe_"))
     return float(values["probe_success"]), float(values["probe_http_status_code"])
 
