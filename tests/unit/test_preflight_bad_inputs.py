@@ -129,6 +129,16 @@ def host_vars(group, host, **variables):
     return inventory
 
 
+# the exporters' credentials, which every inventory with monitoring hosts needs
+MONITORING_SECRETS = {"llmops_redis_monitoring_password": "mon-Test-3Fd8Kq2Wz6Lp",
+                      "llmops_postgresql_monitoring_password": "pgmon-Test-7Vc4Nb9Xs1Hj"}
+
+
+def monitored(**extra):
+    """The monitoring secrets plus `extra`, and the small inventory with one monitoring host."""
+    return {**MONITORING_SECRETS, **extra}, small_with(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}})
+
+
 # (id, extra vars, inventory or None for the good one, what the message must say)
 CASES = [
     ("backup-without-target", {"backup_s3_endpoint": ""}, None, "upload to S3: set backup_s3_endpoint"),
@@ -206,37 +216,23 @@ CASES = [
      "langfuse_clickhouse_host (pg1) must be a host of the langfuse_app group"),
     ("wal-level-minimal", {"postgresql_parameters": {"wal_level": "minimal"}}, None,
      "Streaming replication needs wal_level replica or logical"),
-    ("redis-exporter-queue-name", {"llmops_redis_monitoring_password": "mon-Test-3Fd8Kq2Wz6Lp",
-                                   "llmops_postgresql_monitoring_password": "pgmon-Test-7Vc4Nb9Xs1Hj",
-                                   "redis_exporter_bullmq_queues": ["ingestion-queue", "trace upsert"]},
+    ("redis-exporter-queue-name",
+     {**MONITORING_SECRETS, "redis_exporter_bullmq_queues": ["ingestion-queue", "trace upsert"]},
      with_groups(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}}),
      "the names in redis_exporter_bullmq_queues may hold letters, digits and _.- only"),
-    ("postgres-exporter-without-loopback", {"llmops_redis_monitoring_password": "mon-Test-3Fd8Kq2Wz6Lp",
-                                            "llmops_postgresql_monitoring_password": "pgmon-Test-7Vc4Nb9Xs1Hj"},
+    ("postgres-exporter-without-loopback", MONITORING_SECRETS,
      small_with(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}},
                 postgres_primary={"pg1": {"llmops_private_address": "10.9.0.21",
                                           "postgresql_listen_addresses": ["10.9.0.21"]}}),
      "postgres_exporter reads PostgreSQL over 127.0.0.1, and postgresql_listen_addresses (10.9.0.21) has "
      "neither localhost nor 127.0.0.1"),
-    ("blackbox-exporter-timeout", {"llmops_redis_monitoring_password": "mon-Test-3Fd8Kq2Wz6Lp",
-                                   "llmops_postgresql_monitoring_password": "pgmon-Test-7Vc4Nb9Xs1Hj",
-                                   "blackbox_exporter_timeout": "5 seconds"},
-     small_with(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}}),
+    ("blackbox-exporter-timeout", *monitored(blackbox_exporter_timeout="5 seconds"),
      "blackbox_exporter_timeout a duration such as 5s"),
-    ("nginx-exporter-mtail-port-flag", {"llmops_redis_monitoring_password": "mon-Test-3Fd8Kq2Wz6Lp",
-                                        "llmops_postgresql_monitoring_password": "pgmon-Test-7Vc4Nb9Xs1Hj",
-                                        "nginx_exporter_mtail_extra_args": ["--port=4000"]},
-     small_with(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}}),
+    ("nginx-exporter-mtail-port-flag", *monitored(nginx_exporter_mtail_extra_args=["--port=4000"]),
      "mtail's --address, --port, --logs, --progs"),
-    ("grafana-without-admin-password", {"llmops_redis_monitoring_password": "mon-Test-3Fd8Kq2Wz6Lp",
-                                        "llmops_postgresql_monitoring_password": "pgmon-Test-7Vc4Nb9Xs1Hj",
-                                        "grafana_enabled": True},
-     small_with(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}}),
+    ("grafana-without-admin-password", *monitored(grafana_enabled=True),
      "grafana_admin_password set, 12 characters or more"),
-    ("monitoring-probe-url-plain-http", {"llmops_redis_monitoring_password": "mon-Test-3Fd8Kq2Wz6Lp",
-                                         "llmops_postgresql_monitoring_password": "pgmon-Test-7Vc4Nb9Xs1Hj",
-                                         "monitoring_probe_public_url": "http://langfuse.example.com"},
-     small_with(monitoring={"mon1": {"llmops_private_address": "10.9.0.41"}}),
+    ("monitoring-probe-url-plain-http", *monitored(monitoring_probe_public_url="http://langfuse.example.com"),
      "monitoring_probe_public_url empty or an https:// URL"),
     ("fluent-bit-output-type", fluent_bit(FB_REPO_PORT, [{**FB_OUTPUT, "type": "splunk"}],
                                           fluent_bit_repo_key_fingerprint=FB_TEST_FINGERPRINT), None,
